@@ -1,0 +1,55 @@
+# invsync: the two set-up commands of the README are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+KAFKA_PORT ?= 9092
+KAFKA_DATA ?= .invsync/kafka
+PYTEST_ARGS ?=
+
+.PHONY: run worker test unit lint format bench kafka-start kafka-stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: set up, start the local broker (unless KAFKA_BOOTSTRAP_SERVERS is set), start a worker
+run: $(STAMP)
+ifeq ($(strip $(KAFKA_BOOTSTRAP_SERVERS)),)
+	$(BIN)/invsync kafka start --port $(KAFKA_PORT) --data-dir $(KAFKA_DATA)
+	KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(BIN)/invsync worker
+else
+	$(BIN)/invsync worker
+endif
+
+## test: set up, then the whole suite (unit + integration on a real broker)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+kafka-start: $(STAMP)
+	$(BIN)/invsync kafka start --port $(KAFKA_PORT) --data-dir $(KAFKA_DATA)
+
+kafka-stop: $(STAMP)
+	$(BIN)/invsync kafka stop --data-dir $(KAFKA_DATA)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

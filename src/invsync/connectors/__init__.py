@@ -1,0 +1,1 @@
+"""connectors: HTTP clients for Increff and the marketplace. Imports models only."""

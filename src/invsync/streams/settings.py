@@ -1,0 +1,131 @@
+"""Settings: every variable of DESIGN.md "Running it", validated once at start.
+
+One frozen object; secrets are `SecretStr` so they never print. A bad value stops
+the worker with one line naming the variable (`SettingsError`), never echoing a
+secret's value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_SECRET_VARS = {"INVSYNC_INCREFF_PASSWORD", "INVSYNC_CALLBACK_HEADERS"}
+
+TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """The worker's configuration (environment variables, or a `.env` file)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INVSYNC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
+        min_length=1,
+    )
+    debounce_ms: int = Field(500, ge=0, le=3_600_000)
+    max_delay_ms: int = Field(5000, ge=0, le=3_600_000)
+    safety_stock: int = Field(0, ge=0)
+    safety_stock_overrides: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    reservation_ttl_s: int = Field(86_400, gt=0)
+
+    increff_base_url: str | None = None
+    increff_username: str | None = None
+    increff_password: SecretStr | None = None
+    increff_domain: str | None = None
+    increff_timeout_s: float = Field(10.0, gt=0)
+
+    marketplace_inventory_url: str | None = None
+    marketplace_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    callback_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    callback_max_bytes: int = Field(1_048_576, gt=0)
+
+    web_port: int = Field(6066, ge=0, le=65535)
+    web_host: str = "0.0.0.0"  # noqa: S104 - Increff must reach the callbacks
+    data_dir: Path = Path("./.invsync")
+    app_id: str = Field("invsync", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: int = Field(4, ge=1, le=1024)
+    topic_replication: int = Field(1, ge=1, le=16)
+    log_level: str = Field("info", pattern=r"^(?i:debug|info|warning|error)$")
+
+    topic_stock_events: TopicName = "warehouse.stock-events"
+    topic_orders: TopicName = "marketplace.orders"
+    topic_shipments: TopicName = "marketplace.shipments"
+    topic_inventory: TopicName = "marketplace.inventory"
+    topic_order_updates: TopicName = "marketplace.order-updates"
+    topic_dead_letters: TopicName = "invsync.dead-letters"
+
+    @field_validator(
+        "callback_headers", "marketplace_headers", "safety_stock_overrides", mode="before"
+    )
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object") from None
+            if not isinstance(value, dict):
+                raise ValueError("must be a JSON object")  # noqa: TRY004 - pydantic wants ValueError
+        return value
+
+    @model_validator(mode="after")
+    def _windows(self) -> Settings:
+        if self.max_delay_ms < self.debounce_ms:
+            raise ValueError("INVSYNC_MAX_DELAY_MS must be >= INVSYNC_DEBOUNCE_MS")
+        return self
+
+    @property
+    def increff_configured(self) -> bool:
+        return bool(self.increff_base_url)
+
+    @property
+    def topic_commands(self) -> str:
+        """Internal topic of reserve/release commands, co-partitioned with stock events."""
+        return f"{self.app_id}-inventory-commands"
+
+
+def _env_name(field: str) -> str:
+    if field == "kafka_bootstrap_servers":
+        return "KAFKA_BOOTSTRAP_SERVERS"
+    return f"INVSYNC_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build `Settings`, turning a validation failure into one readable line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc") or ("",)
+        name = _env_name(str(loc[0])) if loc and loc[0] else "settings"
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        if name not in _SECRET_VARS and "input" in first and loc[0] != "":
+            shown = repr(first["input"])
+            if len(shown) < 80:
+                message = f"{message} (got {shown})"
+        raise SettingsError(f"invalid setting {name}: {message}") from None
