@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 KAFKA_PORT ?= 9092
 KAFKA_DATA ?= .invsync/kafka
 PYTEST_ARGS ?=
+LINT_PATHS := src tests $(wildcard bench)
 
 .PHONY: run worker test unit lint format bench kafka-start kafka-stop clean
 
@@ -34,13 +35,13 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
