@@ -1,0 +1,331 @@
+"""Prometheus metrics of a worker, registered on the registry the caller passes in.
+
+Names follow Prometheus conventions: prefix `invsync_`, base units in the name
+(`_seconds`, `_records`), counters end in `_total`. The dashboards in `dashboards/`
+query exactly these names; `tests/integration/test_prometheus.py` checks every query.
+Label values that DESIGN.md enumerates are created at zero up front, so a rate panel
+shows 0 rather than "no data" before the first occurrence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+NAMESPACE = "invsync"
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+"""Prometheus text format 0.0.4, understood by every Prometheus. No `charset` parameter:
+aiohttp (under Faust's `View.bytes(content_type=...)`) refuses one, and the format is UTF-8
+by definition."""
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+"""Event-to-publish latency, 1 ms to 60 s (targets: p99 50 ms, stock-out 100 ms)."""
+
+HTTP_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+"""One HTTP attempt; the client timeout defaults to 10 s."""
+
+STOCK_EVENT_TYPES = ("DELTA", "SNAPSHOT")
+COMMAND_TYPES = ("RESERVE", "CANCEL", "RELEASE", "ACCEPT")
+DUPLICATE_SOURCES = ("stock", "commands")
+DEAD_LETTER_REASONS = ("invalid_json", "schema", "key_mismatch", "unsupported", "other")
+ORDER_EVENT_TYPES = (
+    "ORDER_CREATED",
+    "CUSTOMER_CANCELLED",
+    "RETURN_CREATED",
+    "RETURN_UPDATED",
+    "RETURN_ITEMS_CANCELLED",
+)
+ORDER_UPDATE_TYPES = (
+    "ORDER_PACKED",
+    "SHIPPING_LABEL_REQUESTED",
+    "INVOICE_REQUESTED",
+    "ORDER_HANDED_OVER",
+    "SELLER_CANCELLED",
+    "RETURN_ACKNOWLEDGED",
+    "ORDER_ACKNOWLEDGED",
+    "INCREFF_REJECTED",
+)
+
+
+class LagSource(Protocol):
+    """What `update_lag` needs of a Faust consumer (`app.consumer`)."""
+
+    def assignment(self) -> Any: ...
+
+    async def highwaters(self, *partitions: Any) -> Mapping[Any, int]: ...
+
+    async def position(self, tp: Any) -> int | None: ...
+
+
+def _zero(counter: Counter, label: str, values: Iterable[str]) -> None:
+    for value in values:
+        counter.labels(**{label: value})
+
+
+class Metrics:
+    """Every metric of a worker. Attribute names are what the agents use."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        ns = NAMESPACE
+
+        # Inventory flow.
+        self.stock_events = Counter(
+            "stock_events", "Stock events consumed, by type.", ["type"], namespace=ns, registry=r
+        )
+        self.commands = Counter(
+            "inventory_commands",
+            "Reserve/release commands applied, by type.",
+            ["type"],
+            namespace=ns,
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "duplicates_dropped",
+            "Events dropped as repeats (eventId ring or source offset), by source.",
+            ["source"],
+            namespace=ns,
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "dead_letters",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
+        self.updates_published = Counter(
+            "inventory_updates_published",
+            "Absolute inventory updates published.",
+            namespace=ns,
+            registry=r,
+        )
+        self.stockouts = Counter(
+            "stockouts_published",
+            "Inventory updates published with quantity 0 (stock-outs).",
+            namespace=ns,
+            registry=r,
+        )
+        self.e2e_latency = Histogram(
+            "end_to_end_latency_seconds",
+            "From a stock event's occurredAt to the publication of its update.",
+            namespace=ns,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.stockout_latency = Histogram(
+            "stockout_propagation_seconds",
+            "From the occurredAt of the event that made a key stock out to its publication.",
+            namespace=ns,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.reservations_open = Gauge(
+            "reservations_open",
+            "Open reservations in this worker's partitions.",
+            namespace=ns,
+            registry=r,
+        )
+        self.reservations_expired = Counter(
+            "reservations_expired",
+            "Reservations released because they expired (should stay at 0).",
+            namespace=ns,
+            registry=r,
+        )
+        self.keys_dirty = Gauge(
+            "keys_pending_publish",
+            "Keys whose ATP changed and is not published yet.",
+            namespace=ns,
+            registry=r,
+        )
+        self.keys_pending_push = Gauge(
+            "keys_pending_push",
+            "Keys published but not yet pushed to the marketplace inventory URL.",
+            namespace=ns,
+            registry=r,
+        )
+
+        # Increff API.
+        self.increff_requests = Counter(
+            "increff_requests",
+            "Increff API attempts, by endpoint and HTTP status (or error).",
+            ["endpoint", "status"],
+            namespace=ns,
+            registry=r,
+        )
+        self.increff_latency = Histogram(
+            "increff_request_duration_seconds",
+            "Duration of one Increff API attempt.",
+            ["endpoint"],
+            namespace=ns,
+            registry=r,
+            buckets=HTTP_BUCKETS,
+        )
+        self.increff_retries = Counter(
+            "increff_retries",
+            "Increff API attempts retried (5xx, 429, network error).",
+            ["endpoint"],
+            namespace=ns,
+            registry=r,
+        )
+        self.increff_rejections = Counter(
+            "increff_rejections",
+            "Order events Increff refused with a 4xx, by event type.",
+            ["type"],
+            namespace=ns,
+            registry=r,
+        )
+
+        # Marketplace inventory push.
+        self.marketplace_requests = Counter(
+            "marketplace_requests",
+            "Marketplace inventory push requests, by HTTP status (or error).",
+            ["status"],
+            namespace=ns,
+            registry=r,
+        )
+        self.marketplace_latency = Histogram(
+            "marketplace_request_duration_seconds",
+            "Duration of one marketplace inventory push request.",
+            namespace=ns,
+            registry=r,
+            buckets=HTTP_BUCKETS,
+        )
+        self.marketplace_sku_failures = Counter(
+            "marketplace_sku_failures",
+            "SKUs the marketplace reported as failed in a push response.",
+            namespace=ns,
+            registry=r,
+        )
+
+        # Orders and callbacks.
+        self.order_events = Counter(
+            "order_events",
+            "Marketplace order events consumed, by type.",
+            ["type"],
+            namespace=ns,
+            registry=r,
+        )
+        self.order_updates = Counter(
+            "order_updates_published",
+            "Order updates published to the marketplace, by type.",
+            ["type"],
+            namespace=ns,
+            registry=r,
+        )
+        self.callbacks = Counter(
+            "callbacks",
+            "Increff callbacks served, by path and HTTP status.",
+            ["path", "status"],
+            namespace=ns,
+            registry=r,
+        )
+        self.callback_latency = Histogram(
+            "callback_duration_seconds",
+            "Time to answer an Increff callback.",
+            ["path"],
+            namespace=ns,
+            registry=r,
+            buckets=HTTP_BUCKETS,
+        )
+
+        # Kafka.
+        self.consumer_lag = Gauge(
+            "consumer_lag_records",
+            "Records between the consumer position and the partition's high watermark.",
+            ["topic", "partition"],
+            namespace=ns,
+            registry=r,
+        )
+
+        _zero(self.stock_events, "type", STOCK_EVENT_TYPES)
+        _zero(self.commands, "type", COMMAND_TYPES)
+        _zero(self.duplicates, "source", DUPLICATE_SOURCES)
+        _zero(self.dead_letters, "reason", DEAD_LETTER_REASONS)
+        _zero(self.order_events, "type", ORDER_EVENT_TYPES)
+        _zero(self.order_updates, "type", ORDER_UPDATE_TYPES)
+        self._lag_series: set[tuple[str, str]] = set()
+
+    def set_lag(
+        self,
+        highwaters: Mapping[tuple[str, int], int],
+        positions: Mapping[tuple[str, int], int | None],
+    ) -> None:
+        """Set the lag of every (topic, partition) in `highwaters`; drop series no longer held.
+
+        `highwaters` are log-end offsets (the next offset to be written), `positions` the
+        next offset the consumer will fetch; a partition without a position yet is skipped.
+        """
+        current: set[tuple[str, str]] = set()
+        for (topic, partition), end in highwaters.items():
+            position = positions.get((topic, partition))
+            if position is None:
+                continue
+            labels = (str(topic), str(partition))
+            self.consumer_lag.labels(*labels).set(max(0, end - position))
+            current.add(labels)
+        for gone in self._lag_series - current:
+            self.consumer_lag.remove(*gone)
+        self._lag_series = current
+
+    async def update_lag(self, consumer: LagSource) -> None:
+        """Refresh `consumer_lag` from a Faust consumer (`app.consumer`); call from a timer."""
+        tps = list(consumer.assignment())
+        if not tps:
+            self.set_lag({}, {})
+            return
+        ends = await consumer.highwaters(*tps)
+        highwaters: dict[tuple[str, int], int] = {}
+        positions: dict[tuple[str, int], int | None] = {}
+        for tp in tps:
+            key = (str(tp.topic), int(tp.partition))
+            end = ends.get(tp)
+            if end is None:
+                continue
+            highwaters[key] = int(end)
+            positions[key] = await consumer.position(tp)
+        self.set_lag(highwaters, positions)
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The `/metrics` body and its content type, ready for `View.bytes(body, content_type=...)`."""
+    return generate_latest(registry), CONTENT_TYPE
