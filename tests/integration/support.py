@@ -52,7 +52,10 @@ class WorkerProcess:
     def web(self) -> str:
         return f"http://127.0.0.1:{self.env['INVSYNC_WEB_PORT']}"
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, *, ready: bool = False) -> None:
+        """Start and wait for `/health`; with `ready`, also until the worker has its
+        partitions and recovered its tables (Faust logs "Worker]: Ready")."""
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "invsync.streams.cli", "worker"],
@@ -68,10 +71,17 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.web}/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.web}/health", timeout=1.0).status_code == 200 and (
+                    not ready or self._logged_since(log_start, "Worker]: Ready")
+                ):
                     return
             time.sleep(0.25)
         raise RuntimeError(f"worker not healthy within {timeout}s:\n{self.log_tail()}")
+
+    def _logged_since(self, offset: int, text: str) -> bool:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return text.encode() in f.read()
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -37,6 +37,10 @@ async def test_worker_publishes_inventory_for_a_stock_event(
         )
         assert out, f"no inventory update published; worker log:\n{worker.log_tail()}"
         assert out[0].key == b"WH1:SKU-1"
+        update = orjson.loads(out[0].value)
+        assert update["quantity"] == 7
+        assert update["onHand"] == 7
+        assert update["version"] > 0
     finally:
         code = worker.stop()
     assert code == 0, f"worker did not stop cleanly on SIGTERM:\n{worker.log_tail()}"

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.types import TP
 from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry
 
+from invsync.models.events import DeadLetter, DecodeError, decode_order_event
+from invsync.rules.inventory import SafetyStock
+from invsync.streams.inventory import InventoryProcessor, dead_letter_reason
+from invsync.streams.metrics import Metrics, render
+from invsync.streams.orders import command_key, reservation_commands
 from invsync.streams.settings import Settings
+from invsync.streams.state import StateTable
 from invsync.streams.topics import bootstrap_list
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 4000
+BATCH_WITHIN_S = 0.01
+FLUSH_TICK_S = 0.02
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -26,14 +44,22 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "web_in_thread": False,
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        "producer_linger_ms": 2,
+        # A killed worker's partitions move after 10 s, not Faust's default 60 s.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_commit_every": 10_000,
+        "broker_commit_interval": 1.0,
+        "broker_max_poll_records": 2000,
+        "stream_buffer_maxsize": 16_384,
         "table_cleanup_interval": 3600.0,
     }
 
 
-def raw_topic(app: faust.App, name: str, **kwargs: Any) -> faust.TopicT:
+def raw_topic(app: faust.App, *names: str, **kwargs: Any) -> faust.TopicT:
     """A topic carrying bytes: we decode with pydantic/orjson ourselves, never faust.Record."""
     return app.topic(
-        name,
+        *names,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -42,19 +68,128 @@ def raw_topic(app: faust.App, name: str, **kwargs: Any) -> faust.TopicT:
     )
 
 
-def create_app(settings: Settings) -> faust.App:
-    app = faust.App(**faust_config(settings))
-    stock_events = raw_topic(app, settings.topic_stock_events)
-    inventory = raw_topic(app, settings.topic_inventory)
+@dataclass
+class Runtime:
+    """What tests and the demo may need to reach inside a built app."""
 
-    @app.agent(stock_events, name="inventory")
-    async def pass_through(stream: faust.StreamT[bytes]) -> None:
+    app: faust.App
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: Metrics
+    inventory: InventoryProcessor
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
+    app = faust.App(**faust_config(settings))
+    reg = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(reg)
+
+    stock_and_commands = raw_topic(app, settings.topic_stock_events, settings.topic_commands)
+    commands = raw_topic(app, settings.topic_commands)
+    orders = raw_topic(app, settings.topic_orders)
+    inventory_out = raw_topic(app, settings.topic_inventory)
+    dead_letters = raw_topic(app, settings.topic_dead_letters)
+
+    async def publish(key: bytes, value: bytes) -> Any:
+        return await inventory_out.send(key=key, value=value)
+
+    async def dead_letter(key: bytes, value: bytes) -> Any:
+        return await dead_letters.send(key=key, value=value)
+
+    state = StateTable(app, "inventory-state", settings.topic_partitions)
+    processor = InventoryProcessor(
+        state=state,
+        stock_topic=settings.topic_stock_events,
+        safety=SafetyStock(
+            default=settings.safety_stock,
+            per_location={k: v for k, v in settings.safety_stock_overrides.items() if ":" not in k},
+            per_key={k: v for k, v in settings.safety_stock_overrides.items() if ":" in k},
+        ),
+        debounce_s=settings.debounce_ms / 1000,
+        max_delay_s=settings.max_delay_ms / 1000,
+        reservation_ttl_s=settings.reservation_ttl_s,
+        publish=publish,
+        dead_letter=dead_letter,
+        metrics=metrics,
+    )
+
+    @app.agent(stock_and_commands, name="inventory")
+    async def apply_inventory(stream: Any) -> None:  # a faust.Stream: take_events is untyped
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            await processor.process([event.message for event in events])
+
+    @app.agent(orders, name="orders")
+    async def route_orders(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await inventory.send(key=event.key, value=event.value)
+            msg = event.message
+            try:
+                order = decode_order_event(msg.value or b"")
+                key = msg.key.decode("utf-8") if msg.key else None
+                metrics.order_events.labels(order.type).inc()
+                for cmd in reservation_commands(order, key):
+                    await commands.send(key=command_key(cmd), value=cmd.encode())
+            except (DecodeError, UnicodeDecodeError) as exc:
+                letter = DeadLetter.from_raw(
+                    source_topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    key=msg.key,
+                    value=msg.value,
+                    error=str(exc),
+                    failed_at=datetime.now(UTC),
+                )
+                metrics.dead_letters.labels(dead_letter_reason(str(exc))).inc()
+                await dead_letters.send(key=msg.key or b"", value=letter.encode())
+
+    async def flush_due() -> None:
+        if processor.next_deadline() is not None or processor._rescan:
+            await processor.flush()
+
+    async def expire_reservations() -> None:
+        await processor.expire()
+
+    timer: Any = app.timer  # untyped decorator in faust
+    timer(FLUSH_TICK_S, on_leader=False)(flush_due)
+    timer(min(60.0, max(1.0, settings.reservation_ttl_s / 10)), on_leader=False)(
+        expire_reservations
+    )
+
+    def _stock_partitions(tps: set[TP]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == settings.topic_stock_events}
+
+    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        processor.on_assigned(_stock_partitions(assigned) | processor.assigned)
+
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        processor.on_revoked(_stock_partitions(revoked))
+
+    async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+        processor.request_rescan()
 
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok"})
 
-    return app
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            body, content_type = render(reg)
+            return self.bytes(body, content_type=content_type)
+
+    async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
+        try:
+            await asyncio.wait_for(processor.flush(everything=True), 5.0)
+        except Exception:
+            log.warning("could not flush pending updates on shutdown", exc_info=True)
+
+    signals: list[tuple[Any, Any]] = [
+        (app.on_partitions_assigned, on_assigned),
+        (app.on_partitions_revoked, on_revoked),
+        (app.on_rebalance_complete, on_rebalance_complete),
+        (app.on_before_shutdown, flush_on_shutdown),
+    ]
+    for signal, handler in signals:
+        signal.connect(handler)
+
+    return Runtime(app, settings, reg, metrics, processor)

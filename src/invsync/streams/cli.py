@@ -19,8 +19,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from invsync.streams.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
-    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    runtime = create_app(settings)
+    worker = Worker(runtime.app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
     return 0
 

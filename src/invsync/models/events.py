@@ -1,0 +1,339 @@
+"""Wire models of the inventory topics (DESIGN.md "Topics").
+
+Topics carry bytes: values are decoded with ``model_validate_json`` and encoded with
+orjson. Every ``decode_*`` helper raises :class:`DecodeError` carrying one short
+reason, so an agent needs a single ``except`` to dead-letter bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# eventId (128) + ":" + line index + ":" + command type.
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+
+StockEventType = Literal["DELTA", "SNAPSHOT"]
+OrderEventType = Literal[
+    "ORDER_CREATED",
+    "CUSTOMER_CANCELLED",
+    "RETURN_CREATED",
+    "RETURN_UPDATED",
+    "RETURN_ITEMS_CANCELLED",
+]
+CommandType = Literal["RESERVE", "CANCEL", "RELEASE", "ACCEPT"]
+
+_MAX_REASON = 500
+
+
+class DecodeError(ValueError):
+    """A message that can never be applied; ``str(exc)`` is the dead-letter reason."""
+
+
+class WireModel(BaseModel):
+    """Frozen, and tolerant of fields added by newer producers."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def inventory_key(location_code: str, channel_sku_code: str) -> str:
+    """The Kafka key of a (location, SKU): stock events, commands and outputs share it."""
+    return f"{location_code}:{channel_sku_code}"
+
+
+def validation_reason(exc: ValidationError, limit: int = 3) -> str:
+    """One short line for a dead letter, e.g. ``quantity: Input should be a valid integer``.
+
+    Input values are left out on purpose: they may be large or carry secrets.
+    """
+    parts: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        loc = ".".join(str(part) for part in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"(+{more} more)")
+    return "; ".join(parts)[:_MAX_REASON]
+
+
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _decode_key(key: bytes | None) -> str:
+    if key is None:
+        raise DecodeError("missing key: expected 'locationCode:channelSkuCode'")
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("key is not valid UTF-8") from exc
+
+
+# --- warehouse.stock-events -------------------------------------------------------
+
+
+class StockEvent(WireModel):
+    """A change of on-hand (DELTA) or an absolute on-hand (SNAPSHOT) at one key."""
+
+    eventId: EventId
+    type: StockEventType
+    locationCode: Code
+    channelSkuCode: Code
+    quantity: StrictInt
+    occurredAt: AwareDatetime
+    reason: str | None = None
+    orderCode: Code | None = None
+
+    @model_validator(mode="after")
+    def _snapshot_not_negative(self) -> StockEvent:
+        if self.type == "SNAPSHOT" and self.quantity < 0:
+            raise ValueError("quantity: SNAPSHOT quantity must be >= 0")
+        return self
+
+    @property
+    def key(self) -> str:
+        return inventory_key(self.locationCode, self.channelSkuCode)
+
+
+def decode_stock_event(key: bytes | None, value: bytes) -> StockEvent:
+    """Validate a stock event and check that the Kafka key names the same (location, SKU).
+
+    A mismatched key would put the event on another key's partition, where its
+    state does not live, so it is refused rather than re-routed.
+    """
+    try:
+        event = StockEvent.model_validate_json(value)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from exc
+    text = _decode_key(key)
+    if text != event.key:
+        raise DecodeError(
+            f"key {_short(text)!r} does not match locationCode:channelSkuCode {_short(event.key)!r}"
+        )
+    return event
+
+
+# --- marketplace.orders -----------------------------------------------------------
+
+
+class OrderEvent(WireModel):
+    """Envelope of ``marketplace.orders``; the payload is an Increff request body."""
+
+    eventId: EventId
+    type: OrderEventType
+    occurredAt: AwareDatetime
+    payload: dict[str, Any]
+
+
+def decode_order_event(value: bytes) -> OrderEvent:
+    try:
+        return OrderEvent.model_validate_json(value)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from exc
+
+
+class OrderLine(WireModel):
+    channelSkuCode: Code
+    orderItemCode: Code
+    quantity: PositiveInt
+
+
+class OrderCreatedLines(WireModel):
+    """The inventory-relevant part of Increff's create-outward-order body."""
+
+    orderCode: Code
+    locationCode: Code
+    orderItems: Annotated[list[OrderLine], Field(min_length=1)]
+
+    def quantities_by_sku(self) -> dict[str, int]:
+        """Quantity per SKU: a reservation is per (order, key), so lines of one SKU add up."""
+        out: dict[str, int] = {}
+        for line in self.orderItems:
+            out[line.channelSkuCode] = out.get(line.channelSkuCode, 0) + line.quantity
+        return out
+
+
+def order_created_lines(payload: Mapping[str, Any]) -> OrderCreatedLines:
+    try:
+        return OrderCreatedLines.model_validate(payload)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from exc
+
+
+class CancelLine(WireModel):
+    channelSkuCode: Code
+    orderItemCode: Code
+    # Absolute: the total cancelled so far, so a replay is harmless.
+    cancelledQuantity: NonNegativeInt
+
+
+class CustomerCancelLines(WireModel):
+    """The inventory-relevant part of Increff's customer-cancel body (plus orderCode)."""
+
+    orderCode: Code
+    locationCode: Code
+    orderItems: Annotated[list[CancelLine], Field(min_length=1)]
+
+    def cancelled_by_sku(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for line in self.orderItems:
+            out[line.channelSkuCode] = out.get(line.channelSkuCode, 0) + line.cancelledQuantity
+        return out
+
+
+def cancel_lines(order_code: str | None, payload: Mapping[str, Any]) -> CustomerCancelLines:
+    """Read a cancel body; Increff puts orderCode in the URL, DESIGN puts it in the payload.
+
+    ``order_code`` fills a missing ``payload["orderCode"]``; when both are given they
+    must agree, since a mismatch means the event is about two orders at once.
+    """
+    data = dict(payload)
+    if order_code is not None:
+        inner = data.setdefault("orderCode", order_code)
+        if inner != order_code:
+            raise DecodeError(
+                f"orderCode {_short(str(inner))!r} in payload differs from {_short(order_code)!r}"
+            )
+    try:
+        return CustomerCancelLines.model_validate(data)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from exc
+
+
+# --- internal inventory commands --------------------------------------------------
+
+
+def command_id(event_id: str, line_index: int, command_type: CommandType) -> str:
+    """Deterministic id, so a replayed order event can never reserve (or cancel) twice."""
+    return f"{event_id}:{line_index}:{command_type}"
+
+
+class InventoryCommand(WireModel):
+    """Reserve/cancel/release/accept an order's reservation at one key.
+
+    Sent by the order router keyed by the inventory key, so it is co-partitioned with
+    stock events and applied by the same agent to the same state.
+    """
+
+    commandId: CommandId
+    type: CommandType
+    orderCode: Code
+    locationCode: Code
+    channelSkuCode: Code
+    occurredAt: AwareDatetime
+    quantity: PositiveInt | None = None
+    cancelledQuantity: NonNegativeInt | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> InventoryCommand:
+        if self.type == "RESERVE" and self.quantity is None:
+            raise ValueError("quantity: required for RESERVE")
+        if self.type == "CANCEL" and self.cancelledQuantity is None:
+            raise ValueError("cancelledQuantity: required for CANCEL")
+        return self
+
+    @property
+    def key(self) -> str:
+        return inventory_key(self.locationCode, self.channelSkuCode)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump(exclude_none=True))
+
+
+def decode_command(key: bytes | None, value: bytes) -> InventoryCommand:
+    try:
+        cmd = InventoryCommand.model_validate_json(value)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from exc
+    text = _decode_key(key)
+    if text != cmd.key:
+        raise DecodeError(
+            f"key {_short(text)!r} does not match locationCode:channelSkuCode {_short(cmd.key)!r}"
+        )
+    return cmd
+
+
+# --- outputs ----------------------------------------------------------------------
+
+
+class InventoryUpdate(WireModel):
+    """Absolute, versioned ATP of one key (``marketplace.inventory``)."""
+
+    locationCode: Code
+    channelSkuCode: Code
+    quantity: NonNegativeInt
+    onHand: StrictInt
+    reserved: NonNegativeInt
+    version: NonNegativeInt
+    asOf: AwareDatetime
+    publishedAt: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        return inventory_key(self.locationCode, self.channelSkuCode)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+
+def decode_inventory_update(value: bytes) -> InventoryUpdate:
+    try:
+        return InventoryUpdate.model_validate_json(value)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from exc
+
+
+class DeadLetter(WireModel):
+    """What arrived, where from, and why it could not be applied."""
+
+    sourceTopic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    error: str
+    failedAt: AwareDatetime
+
+    @classmethod
+    def from_raw(
+        cls,
+        *,
+        source_topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
+        failed_at: datetime,
+    ) -> DeadLetter:
+        """Keep the original bytes readable even when they are not valid UTF-8."""
+        return cls(
+            sourceTopic=source_topic,
+            partition=partition,
+            offset=offset,
+            key=None if key is None else key.decode("utf-8", errors="replace"),
+            value="" if value is None else value.decode("utf-8", errors="replace"),
+            error=error,
+            failedAt=failed_at,
+        )
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump())

@@ -1,0 +1,297 @@
+"""The inventory agent's work: decode, apply the rules, write state, coalesce, publish.
+
+Agents only move data: this module groups a batch of events by key, applies them with
+the pure rules of `invsync.rules`, writes each touched key's state once per batch, and
+publishes due keys (DESIGN.md "Inventory semantics"). Everything that must survive a
+rebalance is in the state table; the coalescer is derived and rebuilt on assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from invsync.models.events import (
+    DeadLetter,
+    DecodeError,
+    InventoryCommand,
+    InventoryUpdate,
+    StockEvent,
+    decode_command,
+    decode_stock_event,
+)
+from invsync.rules.coalescer import Coalescer
+from invsync.rules.inventory import (
+    KeyState,
+    Outcome,
+    SafetyStock,
+    apply_command,
+    apply_stock_event,
+    atp,
+    build_update,
+    expire_reservations,
+    reserved,
+)
+from invsync.streams.metrics import Metrics
+from invsync.streams.state import StateTable
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[bytes, bytes], Awaitable[Any]]
+"""Sends a record; returns an awaitable that resolves when the broker acknowledged it."""
+Published = Callable[[str, InventoryUpdate, int], None]
+
+
+class Message(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def dead_letter_reason(error: str) -> str:
+    """A small, fixed set of metric labels for dead-letter reasons."""
+    text = error.lower()
+    if "invalid json" in text or "json_invalid" in text or "eof while parsing" in text:
+        return "invalid_json"
+    if "does not match" in text or "missing key" in text or "key is not" in text:
+        return "key_mismatch"
+    return "schema"
+
+
+class InventoryProcessor:
+    """Per-worker inventory logic between Kafka (via Faust) and the pure rules."""
+
+    def __init__(
+        self,
+        *,
+        state: StateTable,
+        stock_topic: str,
+        safety: SafetyStock,
+        debounce_s: float,
+        max_delay_s: float,
+        reservation_ttl_s: float,
+        publish: Send,
+        dead_letter: Send,
+        metrics: Metrics,
+        on_published: Published | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.stock_topic = stock_topic
+        self.safety = safety
+        self.coalescer = Coalescer(debounce_s, max_delay_s)
+        self.reservation_ttl_s = reservation_ttl_s
+        self._publish = publish
+        self._dead_letter = dead_letter
+        self.metrics = metrics
+        self.clock = clock
+        self.on_published = on_published
+        self.assigned: set[int] = set()
+        self._rescan = False
+        # Oldest occurredAt (epoch s) of the changes folded into a key's pending update.
+        self._pending_since: dict[str, float] = {}
+
+    # -- the batch path ---------------------------------------------------------
+
+    async def process(self, messages: Sequence[Message]) -> None:
+        """Apply a batch: one state write per touched key, then flush what is due."""
+        groups: dict[str, list[tuple[Message, StockEvent | InventoryCommand]]] = {}
+        for msg in messages:
+            try:
+                decoded: StockEvent | InventoryCommand
+                if msg.topic == self.stock_topic:
+                    decoded = decode_stock_event(msg.key, msg.value or b"")
+                else:
+                    decoded = decode_command(msg.key, msg.value or b"")
+            except DecodeError as exc:
+                await self.reject(msg, str(exc))
+                continue
+            groups.setdefault(decoded.key, []).append((msg, decoded))
+
+        now = self.clock()
+        touched: dict[str, int] = {}
+        for key, items in groups.items():
+            state = self.state.get(key)
+            if state is None:
+                state = KeyState()
+            changed = False
+            for msg, item in items:
+                source = f"{msg.topic}:{msg.partition}"
+                try:
+                    if isinstance(item, StockEvent):
+                        outcome = apply_stock_event(state, item, source, msg.offset)
+                        kind = "stock"
+                        if outcome is Outcome.APPLIED:
+                            self.metrics.stock_events.labels(item.type).inc()
+                    else:
+                        outcome = apply_command(state, item, source, msg.offset)
+                        kind = "commands"
+                        if outcome is not Outcome.DUPLICATE:
+                            self.metrics.commands.labels(item.type).inc()
+                except Exception as exc:
+                    log.exception("could not apply event at %s offset %s", source, msg.offset)
+                    await self.reject(msg, f"could not apply: {type(exc).__name__}: {exc}")
+                    continue
+                if outcome is Outcome.DUPLICATE:
+                    self.metrics.duplicates.labels(kind).inc()
+                    continue
+                changed = True
+                occurred = item.occurredAt.timestamp()
+                pending = self._pending_since.get(key)
+                if pending is None or occurred < pending:
+                    self._pending_since[key] = occurred
+            if changed:
+                if self.state.get(key) is None:
+                    self.state.hold(key, state, items[-1][0].partition)
+                touched[key] = items[-1][0].partition
+                self._mark(key, state, now)
+        await self.flush(touched=touched)
+
+    def _safety_for(self, key: str) -> int:
+        location, _, sku = key.partition(":")
+        return self.safety.for_key(location, sku)
+
+    def _mark(self, key: str, state: KeyState, now: float) -> None:
+        self.coalescer.mark(key, now, atp(state, self._safety_for(key)), state.last_published_qty)
+
+    async def reject(self, msg: Message, error: str) -> None:
+        letter = DeadLetter.from_raw(
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            error=error,
+            failed_at=datetime.now(UTC),
+        )
+        self.metrics.dead_letters.labels(dead_letter_reason(error)).inc()
+        await self._dead_letter(msg.key or b"", letter.encode())
+
+    # -- publishing ----------------------------------------------------------------
+
+    async def flush(
+        self, *, everything: bool = False, touched: dict[str, int] | None = None
+    ) -> int:
+        """Publish every due key whose ATP differs from its last publication, then write
+        the state of every touched key once.
+
+        The outputs are acknowledged by the broker *before* the state writes that record
+        them: a state that says "published" while the message was lost would leave the
+        key stale for good, whereas the reverse is repaired by a replay.
+        """
+        if self._rescan:
+            self._rescan_assigned()
+        writes = dict(touched) if touched else {}
+        now = self.clock()
+        keys = self.coalescer.drain() if everything else self.coalescer.due(now)
+        acks: list[Awaitable[Any]] = []
+        for key in keys:
+            state = self.state.get(key)
+            since = self._pending_since.pop(key, None)
+            if state is None:
+                continue
+            partition = self.state.partition_of(key)
+            if self.assigned and partition not in self.assigned:
+                continue  # revoked meanwhile: the new owner re-marks it
+            safety = self._safety_for(key)
+            quantity = atp(state, safety)
+            if not self.coalescer.should_publish(key, quantity, state.last_published_qty):
+                continue
+            location, _, sku = key.partition(":")
+            stockout = quantity == 0 and state.last_published_qty != 0
+            wall = datetime.now(UTC)
+            update = build_update(state, location, sku, safety, wall)
+            acks.append(await self._publish(key.encode("utf-8"), update.encode()))
+            writes[key] = partition
+            self.coalescer.confirm(key)
+            if self.on_published is not None:
+                self.on_published(key, update, partition)
+            self.metrics.updates_published.inc()
+            if since is not None:
+                lag = max(0.0, wall.timestamp() - since)
+                self.metrics.e2e_latency.observe(lag)
+                if stockout:
+                    self.metrics.stockout_latency.observe(lag)
+            if stockout:
+                self.metrics.stockouts.inc()
+        if acks:
+            await asyncio.gather(*acks)
+        for key, partition in writes.items():
+            state = self.state.get(key)
+            if state is not None:
+                self.state.put(key, state, partition)
+        self.metrics.keys_dirty.set(len(self.coalescer))
+        return len(acks)
+
+    def next_deadline(self) -> float | None:
+        return self.coalescer.next_deadline()
+
+    # -- rebalance -----------------------------------------------------------------
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        self.assigned = set(partitions)
+        self._rescan = True
+
+    def on_revoked(self, partitions: set[int]) -> None:
+        self.assigned -= partitions
+        self.coalescer.drop_partition(
+            [k for k, _, _ in self.state.items_in(partitions) if k in self.coalescer]
+        )
+        self.state.forget_partitions(partitions)
+
+    def request_rescan(self) -> None:
+        self._rescan = True
+
+    def _rescan_assigned(self) -> None:
+        """Re-mark keys whose ATP differs from their last publication (after a rebalance)."""
+        self._rescan = False
+        now = self.clock()
+        marked = 0
+        for key, state, _ in self.state.items_in(self.assigned):
+            if state.last_published_qty != atp(state, self._safety_for(key)):
+                self._mark(key, state, now)
+                marked += 1
+        if marked:
+            log.info("re-marked %d keys pending publication after rebalance", marked)
+
+    # -- reservation expiry --------------------------------------------------------
+
+    async def expire(self, now_epoch: float | None = None) -> list[tuple[str, str]]:
+        """Close reservations past their TTL; returns (key, orderCode) for each expiry."""
+        now = time.time() if now_epoch is None else now_epoch
+        expired: list[tuple[str, str]] = []
+        open_total = 0
+        mono = self.clock()
+        for key, state, partition in list(self.state.items_in(self.assigned)):
+            before = len(state.reservations)
+            orders = expire_reservations(state, now, self.reservation_ttl_s)
+            if orders or len(state.reservations) != before:
+                self.state.put(key, state, partition)
+            for order in orders:
+                log.warning("reservation of order %s at %s expired unreleased", order, key)
+                expired.append((key, order))
+            if orders:
+                self._mark(key, state, mono)
+            open_total += sum(1 for r in state.reservations.values() if r.open > 0)
+        if expired:
+            self.metrics.reservations_expired.inc(len(expired))
+        self.metrics.reservations_open.set(open_total)
+        await self.flush()
+        return expired
+
+    def snapshot(self, key: str) -> dict[str, int] | None:
+        """Current view of a key (for tests and the demo)."""
+        state = self.state.get(key)
+        if state is None:
+            return None
+        return {
+            "onHand": state.on_hand,
+            "reserved": reserved(state),
+            "atp": atp(state, self._safety_for(key)),
+        }
