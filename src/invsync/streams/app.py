@@ -13,11 +13,21 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from invsync.models.events import DeadLetter, DecodeError, decode_order_event
+from invsync.connectors.increff import IncreffClient
+from invsync.connectors.marketplace import MarketplaceInventoryClient
+from invsync.models.events import (
+    DeadLetter,
+    DecodeError,
+    InventoryCommand,
+    InventoryUpdate,
+    decode_order_event,
+)
 from invsync.rules.inventory import SafetyStock
 from invsync.streams.inventory import InventoryProcessor, dead_letter_reason
 from invsync.streams.metrics import Metrics, render
-from invsync.streams.orders import command_key, reservation_commands
+from invsync.streams.orders import command_key
+from invsync.streams.push import MarketplacePusher
+from invsync.streams.router import OrderRouter, update_message
 from invsync.streams.settings import Settings
 from invsync.streams.state import StateTable
 from invsync.streams.topics import bootstrap_list
@@ -77,6 +87,44 @@ class Runtime:
     registry: CollectorRegistry
     metrics: Metrics
     inventory: InventoryProcessor
+    router: OrderRouter
+    pusher: MarketplacePusher | None
+
+
+def _increff_client(settings: Settings, metrics: Metrics) -> IncreffClient | None:
+    if not settings.increff_base_url:
+        return None
+    assert settings.increff_username and settings.increff_password  # validated by Settings
+
+    def observe(endpoint: str, status: int | None, seconds: float) -> None:
+        metrics.increff_requests.labels(endpoint, str(status or "error")).inc()
+        metrics.increff_latency.labels(endpoint).observe(seconds)
+        if status is None or status == 429 or status >= 500:
+            metrics.increff_retries.labels(endpoint).inc()
+
+    return IncreffClient(
+        settings.increff_base_url,
+        settings.increff_username,
+        settings.increff_password,
+        settings.increff_domain,
+        timeout=settings.increff_timeout_s,
+        on_request=observe,
+    )
+
+
+def _marketplace_client(settings: Settings, metrics: Metrics) -> MarketplaceInventoryClient | None:
+    if not settings.marketplace_inventory_url:
+        return None
+
+    def observe(endpoint: str, status: int | None, seconds: float) -> None:
+        metrics.marketplace_requests.labels(str(status or "error")).inc()
+        metrics.marketplace_latency.observe(seconds)
+
+    return MarketplaceInventoryClient(
+        settings.marketplace_inventory_url,
+        settings.marketplace_headers,
+        on_request=observe,
+    )
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
@@ -89,12 +137,56 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     orders = raw_topic(app, settings.topic_orders)
     inventory_out = raw_topic(app, settings.topic_inventory)
     dead_letters = raw_topic(app, settings.topic_dead_letters)
+    order_updates = raw_topic(app, settings.topic_order_updates)
 
     async def publish(key: bytes, value: bytes) -> Any:
         return await inventory_out.send(key=key, value=value)
 
     async def dead_letter(key: bytes, value: bytes) -> Any:
         return await dead_letters.send(key=key, value=value)
+
+    async def send_commands(cmds: list[InventoryCommand]) -> None:
+        acks = [await commands.send(key=command_key(c), value=c.encode()) for c in cmds]
+        await asyncio.gather(*acks)
+
+    async def publish_update(
+        order_code: str, update_type: str, event_id: str, payload: dict[str, Any]
+    ) -> None:
+        metrics.order_updates.labels(update_type).inc()
+        ack = await order_updates.send(
+            key=order_code.encode(), value=update_message(event_id, update_type, payload)
+        )
+        await ack
+
+    increff = _increff_client(settings, metrics)
+    router = OrderRouter(
+        increff=increff,
+        send_commands=send_commands,
+        publish_update=publish_update,
+        metrics=metrics,
+    )
+
+    pusher: MarketplacePusher | None = None
+    market = _marketplace_client(settings, metrics)
+    if market is not None:
+        pusher = MarketplacePusher(
+            client=market,
+            pushed=StateTable(app, "pushed-versions", settings.topic_partitions, "json"),
+            dead_letter=dead_letter,
+            metrics=metrics,
+            source_topic=settings.topic_inventory,
+        )
+
+    def on_published(key: str, update: InventoryUpdate, partition: int) -> None:
+        if pusher is not None:
+            pusher.note(
+                key,
+                update.locationCode,
+                update.channelSkuCode,
+                update.quantity,
+                update.version,
+                partition,
+            )
 
     state = StateTable(app, "inventory-state", settings.topic_partitions)
     processor = InventoryProcessor(
@@ -111,6 +203,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         publish=publish,
         dead_letter=dead_letter,
         metrics=metrics,
+        on_published=on_published,
     )
 
     @app.agent(stock_and_commands, name="inventory")
@@ -125,9 +218,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             try:
                 order = decode_order_event(msg.value or b"")
                 key = msg.key.decode("utf-8") if msg.key else None
-                metrics.order_events.labels(order.type).inc()
-                for cmd in reservation_commands(order, key):
-                    await commands.send(key=command_key(cmd), value=cmd.encode())
+                await router.handle(order, key)
             except (DecodeError, UnicodeDecodeError) as exc:
                 letter = DeadLetter.from_raw(
                     source_topic=msg.topic,
@@ -142,6 +233,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 await dead_letters.send(key=msg.key or b"", value=letter.encode())
 
     async def flush_due() -> None:
+        if pusher is not None and processor._rescan:
+            pusher.rescan(state.items_in(processor.assigned))
         if processor.next_deadline() is not None or processor._rescan:
             await processor.flush()
 
@@ -161,7 +254,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         processor.on_assigned(_stock_partitions(assigned) | processor.assigned)
 
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        processor.on_revoked(_stock_partitions(revoked))
+        partitions = _stock_partitions(revoked)
+        processor.on_revoked(partitions)
+        if pusher is not None:
+            pusher.forget_partitions(partitions)
 
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         processor.request_rescan()
@@ -180,8 +276,24 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
         try:
             await asyncio.wait_for(processor.flush(everything=True), 5.0)
-        except Exception:
+        except Exception:  # shutdown goes on; the next owner re-marks the keys
             log.warning("could not flush pending updates on shutdown", exc_info=True)
+        for client in (increff, market):
+            if client is not None:
+                await client.aclose()
+
+    if pusher is not None:
+        running_pusher = pusher
+
+        async def push_inventory() -> None:
+            await running_pusher.run(lambda: bool(app.should_stop))
+
+        app.task(push_inventory)
+
+    async def report_lag() -> None:
+        await metrics.update_lag(app.consumer)
+
+    timer(5.0, on_leader=False)(report_lag)
 
     signals: list[tuple[Any, Any]] = [
         (app.on_partitions_assigned, on_assigned),
@@ -192,4 +304,4 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     for signal, handler in signals:
         signal.connect(handler)
 
-    return Runtime(app, settings, reg, metrics, processor)
+    return Runtime(app, settings, reg, metrics, processor, router, pusher)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     def _windows(self) -> Settings:
         if self.max_delay_ms < self.debounce_ms:
             raise ValueError("INVSYNC_MAX_DELAY_MS must be >= INVSYNC_DEBOUNCE_MS")
+        if self.increff_base_url and not (self.increff_username and self.increff_password):
+            raise ValueError(
+                "INVSYNC_INCREFF_USERNAME and INVSYNC_INCREFF_PASSWORD are required "
+                "when INVSYNC_INCREFF_BASE_URL is set"
+            )
         return self
 
     @property
