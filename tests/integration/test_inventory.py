@@ -220,8 +220,8 @@ async def test_two_workers_share_partitions_and_stay_exact(
     expected = _expected(events)
     a = WorkerProcess(env, tmp_path / "a.log")
     b = WorkerProcess(env_b, tmp_path / "b.log")
-    a.start()
-    b.start()
+    a.start(ready=True)
+    b.start(ready=True)  # the group has rebalanced: each worker owns some partitions
     try:
         await produce(kafka_bootstrap, env["INVSYNC_TOPIC_STOCK_EVENTS"], events)
         out = await read_all(
@@ -247,6 +247,52 @@ async def test_two_workers_share_partitions_and_stay_exact(
                 )
             )
         assert all(c > 0 for c in counts), f"both workers must process events: {counts}"
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_a_worker_joining_under_load_keeps_the_result_exact(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A rebalance while events flow: consumers that keep the highest version per key
+    (DESIGN.md) end with exact quantities."""
+    env = isolated_env(kafka_bootstrap, tmp_path / "data", INVSYNC_DEBOUNCE_MS="20")
+    env_b = {**env, "INVSYNC_WEB_PORT": str(free_port()), "INVSYNC_DATA_DIR": str(tmp_path / "b")}
+    keys = [f"WH{i % 2}:SKU-{i}" for i in range(80)]
+    events = _crash_events(40_000, keys, seed=5)
+    expected = _expected(events)
+    a = WorkerProcess(env, tmp_path / "a.log")
+    b = WorkerProcess(env_b, tmp_path / "b.log")
+    a.start(ready=True)
+    topic = env["INVSYNC_TOPIC_STOCK_EVENTS"]
+
+    def produce_slowly() -> None:
+        async def run() -> None:
+            for i in range(0, len(events), 1000):
+                await produce(kafka_bootstrap, topic, events[i : i + 1000])
+                await asyncio.sleep(0.15)
+
+        asyncio.run(run())
+
+    try:
+        feeding = asyncio.get_running_loop().run_in_executor(None, produce_slowly)
+        await asyncio.sleep(1.0)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: b.start(ready=True))
+        await feeding
+        out = await read_all(
+            kafka_bootstrap,
+            env["INVSYNC_TOPIC_INVENTORY"],
+            until=lambda recs: all(
+                latest_by_key(recs).get(k, {}).get("quantity") == v for k, v in expected.items()
+            ),
+            quiet_s=3.0,
+            timeout=90.0,
+        )
+        latest = latest_by_key(out)
+        wrong = {k: (latest.get(k, {}).get("quantity"), v) for k, v in expected.items()}
+        wrong = {k: pv for k, pv in wrong.items() if pv[0] != pv[1]}
+        assert not wrong, f"(published, expected): {wrong}\n{a.log_tail()}\n{b.log_tail()}"
     finally:
         a.stop()
         b.stop()

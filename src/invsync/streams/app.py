@@ -23,6 +23,7 @@ from invsync.models.events import (
     decode_order_event,
 )
 from invsync.rules.inventory import SafetyStock
+from invsync.streams import fastpath
 from invsync.streams.inventory import InventoryProcessor, dead_letter_reason
 from invsync.streams.metrics import Metrics, render
 from invsync.streams.orders import command_key
@@ -206,10 +207,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         on_published=on_published,
     )
 
-    @app.agent(stock_and_commands, name="inventory")
-    async def apply_inventory(stream: Any) -> None:  # a faust.Stream: take_events is untyped
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await processor.process([event.message for event in events])
+    if settings.fast_path:
+
+        async def apply_batch(tp: TP, messages: list[Any]) -> None:
+            await processor.process(messages)
+
+        fastpath.install(app, stock_and_commands, apply_batch)
+    else:
+
+        @app.agent(stock_and_commands, name="inventory")
+        async def apply_inventory(stream: Any) -> None:  # a faust.Stream: untyped
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                await processor.process([event.message for event in events])
 
     @app.agent(orders, name="orders")
     async def route_orders(stream: faust.StreamT[bytes]) -> None:

@@ -197,7 +197,7 @@ class InventoryProcessor:
             if state is None:
                 continue
             partition = self.state.partition_of(key)
-            if self.assigned and partition not in self.assigned:
+            if partition not in self.assigned:
                 continue  # revoked meanwhile: the new owner re-marks it
             safety = self._safety_for(key)
             quantity = atp(state, safety)

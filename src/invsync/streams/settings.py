@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     app_id: str = Field("invsync", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(4, ge=1, le=1024)
     topic_replication: int = Field(1, ge=1, le=16)
+    fast_path: bool = True
     log_level: str = Field("info", pattern=r"^(?i:debug|info|warning|error)$")
 
     topic_stock_events: TopicName = "warehouse.stock-events"
