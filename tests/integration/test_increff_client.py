@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from invsync.connectors.increff import IncreffClient
 from invsync.connectors.retry import NO_RETRY, Backoff
 from invsync.mocks import Applied, MockIncreff
 from invsync.models import increff as m
+from tests.fixtures import INCREFF_SAMPLES
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,8 @@ USER, PASSWORD, DOMAIN = "user-7f3a9c2b", "pw-S3cr3t-91b2e0", "domain-44dd1e7a"
 SECRETS = (USER, PASSWORD, DOMAIN)
 ATTEMPTS = 4
 FAST = Backoff(base=0.01, factor=2, max_delay=0.05, max_attempts=ATTEMPTS)
-SAMPLES = Path("/work/shared/increff-samples")
+
+SAMPLES = INCREFF_SAMPLES
 
 
 class Sleeps:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,8 +19,9 @@ from invsync.streams import callbacks as cb
 from invsync.streams.callbacks import CallbackHandler, CallbackRequest, CallbackResponse
 from invsync.streams.callbacks_routes import digest
 from invsync.streams.metrics import Metrics
+from tests.fixtures import INCREFF_SAMPLES
 
-SAMPLES_DIR = Path(os.environ.get("INCREFF_SAMPLES_DIR", "/work/shared/increff-samples"))
+SAMPLES_DIR = INCREFF_SAMPLES
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 HEADERS = {"authUsername": "increff", "authPassword": "s3cret-Value"}
 SUCCESS = {"hasError": False, "errorMessage": None}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,8 +29,9 @@ from invsync.models.events import (
     order_created_lines,
     validation_reason,
 )
+from tests.fixtures import INCREFF_SAMPLES
 
-SAMPLES = Path(os.environ.get("INVSYNC_INCREFF_SAMPLES", "/work/shared/increff-samples"))
+SAMPLES = INCREFF_SAMPLES
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 

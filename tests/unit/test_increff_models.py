@@ -1,9 +1,8 @@
-"""Increff wire models against every published sample (/work/shared/increff-samples)."""
+"""Increff wire models against every published sample (tests/fixtures/increff-samples)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from invsync.models import increff as m
+from tests.fixtures import INCREFF_SAMPLES
 
-SAMPLES_DIR = Path(os.environ.get("INCREFF_SAMPLES_DIR", "/work/shared/increff-samples"))
+SAMPLES_DIR = INCREFF_SAMPLES
 
 # (file, top-level section) -> model. The section is a body; `_*` keys inside are metadata.
 MAPPING: dict[tuple[str, str], type[m.IncreffModel]] = {

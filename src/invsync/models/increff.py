@@ -2,7 +2,7 @@
 
 Bodies we send are in `increff_orders`, callbacks Increff sends us and our answers in
 `increff_callbacks`; the contract is `/work/shared/increff-api.md`. Samples published by
-Increff (`/work/shared/increff-samples`) all validate against these models.
+Increff (`tests/fixtures/increff-samples`) all validate against these models.
 """
 
 from invsync.models.increff_callbacks import (

@@ -32,6 +32,7 @@ from invsync.streams.router import OrderRouter, update_message
 from invsync.streams.settings import Settings
 from invsync.streams.state import StateTable
 from invsync.streams.topics import bootstrap_list
+from invsync.streams.web import install_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,22 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         dead_letter=dead_letter,
         metrics=metrics,
         on_published=on_published,
+    )
+
+    stock_events = raw_topic(app, settings.topic_stock_events)
+
+    async def send_stock_event(key: bytes, value: bytes) -> Any:
+        return await stock_events.send(key=key, value=value)
+
+    install_callbacks(
+        app,
+        settings,
+        metrics,
+        shipments_topic=raw_topic(app, settings.topic_shipments),
+        publish_update=publish_update,
+        send_commands=send_commands,
+        send_stock_event=send_stock_event,
+        reject=processor.reject,
     )
 
     if settings.fast_path:

@@ -56,7 +56,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     config = SimConfig(
-        keys=args.keys, locations=args.locations, seed=args.seed, tag=f"s{uuid.uuid4().hex[:6]}"
+        keys=args.keys,
+        locations=args.locations,
+        seed=args.seed,
+        tag=f"s{uuid.uuid4().hex[:6]}",
+        order_rate=args.order_rate,
     )
 
     async def run() -> int:
@@ -81,10 +85,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         DemoOptions(
             duration=args.duration,
             rate=args.rate,
+            order_rate=args.order_rate,
             keys=args.keys,
             locations=args.locations,
             seed=args.seed,
             debounce_ms=args.debounce_ms,
+            max_delay_ms=args.max_delay_ms,
             converge_timeout=args.converge_timeout,
             kafka_port=args.kafka_port,
             kafka_data_dir=Path(args.kafka_data_dir),
@@ -157,6 +163,12 @@ def _add_sim_options(p: argparse.ArgumentParser, duration: float) -> None:
     p.add_argument(
         "--keys", type=_positive_int, default=1000, help="(location, SKU) keys (default 1000)"
     )
+    p.add_argument(
+        "--order-rate",
+        type=float,
+        default=20.0,
+        help="new marketplace orders per second, part of --rate (default 20)",
+    )
     p.add_argument("--locations", type=_positive_int, default=4, help="locations (default 4)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
 
@@ -211,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_options(demo, 60.0)
     demo.add_argument(
         "--debounce-ms", type=int, default=200, help="worker debounce window (default 200)"
+    )
+    demo.add_argument(
+        "--max-delay-ms",
+        type=int,
+        default=1000,
+        help="worker max delay of a busy key before it is published (default 1000)",
     )
     demo.add_argument(
         "--converge-timeout",

@@ -55,9 +55,16 @@ class StateTable:
     """
 
     def __init__(
-        self, app: faust.App, name: str, partitions: int, value_codec: str = STATE_CODEC
+        self,
+        app: faust.App,
+        name: str,
+        partitions: int,
+        value_codec: str = STATE_CODEC,
+        *,
+        global_: bool = False,
     ) -> None:
-        table: Any = app.Table(
+        factory: Any = app.GlobalTable if global_ else app.Table
+        table: Any = factory(
             name,
             partitions=partitions,
             help=f"per-key {name} (DESIGN.md 'Inventory semantics')",
