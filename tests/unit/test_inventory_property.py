@@ -88,14 +88,30 @@ def reference(log: list[Message]) -> dict[str, tuple[int, int]]:
                     if k == key and held["accepted"] is not None and held["accepted"] < t:
                         held["closed"] = True
             picked = orders.get((key, msg.orderCode or ""))
-            if msg.orderCode and picked is not None:
-                if msg.type == "DELTA" and msg.quantity < 0:
+            is_pick = msg.type == "DELTA" and msg.quantity < 0
+            if msg.orderCode and picked is None:
+                # A movement that overtook its RESERVE is remembered for it.
+                orders[key, msg.orderCode] = {
+                    "qty": 0,
+                    "cancelled": 0,
+                    "fulfilled": -msg.quantity if is_pick else 0,
+                    "accepted": None,
+                    "closed": not is_pick,
+                    "early": is_pick,
+                }
+            elif msg.orderCode and picked is not None and not picked["closed"]:
+                if is_pick and picked.get("early"):
+                    picked["fulfilled"] += -msg.quantity
+                elif is_pick:
                     picked["fulfilled"] += min(open_qty(picked), -msg.quantity)
                 else:
                     picked["closed"] = True
             continue
         r = orders.get((key, msg.orderCode))
-        if msg.type == "RESERVE" and r is None:
+        if msg.type == "RESERVE" and r is not None and r.get("early"):
+            r["qty"] = msg.quantity
+            r["early"] = False
+        elif msg.type == "RESERVE" and r is None:
             orders[key, msg.orderCode] = {
                 "qty": msg.quantity,
                 "cancelled": 0,

@@ -383,3 +383,48 @@ def test_reservation_open_is_derived() -> None:
     r.close(1.0)
     r.close(2.0)
     assert (r.open, r.closed_at) == (0, 1.0)
+
+
+def test_a_pick_that_overtakes_its_reservation_is_remembered() -> None:
+    from datetime import UTC, datetime
+
+    from invsync.models.events import InventoryCommand, StockEvent
+    from invsync.rules.inventory import KeyState, apply_command, apply_stock_event, atp
+
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    state = KeyState()
+    snap = StockEvent(
+        eventId="s",
+        type="SNAPSHOT",
+        locationCode="W",
+        channelSkuCode="A",
+        quantity=10,
+        occurredAt=at,
+    )
+    pick = StockEvent(
+        eventId="p",
+        type="DELTA",
+        locationCode="W",
+        channelSkuCode="A",
+        quantity=-2,
+        occurredAt=at,
+        orderCode="O1",
+    )
+    reserve = InventoryCommand(
+        commandId="o:0:RESERVE",
+        type="RESERVE",
+        orderCode="O1",
+        locationCode="W",
+        channelSkuCode="A",
+        occurredAt=at,
+        quantity=3,
+    )
+    apply_stock_event(state, snap, "s:0", 1)
+    apply_stock_event(state, pick, "s:0", 2)
+    assert atp(state, 0) == 8  # picked, nothing reserved yet
+    apply_command(state, reserve, "c:0", 1)
+    assert atp(state, 0) == 7  # 3 ordered, 2 already picked: 1 still held
+    assert apply_command(state, reserve, "c:0", 2).value == "duplicate"
+    assert atp(state, 0) == 7
+    restored = KeyState.from_bytes(state.to_bytes())
+    assert atp(restored, 0) == 7

@@ -194,7 +194,8 @@ def apply_stock_event(
     An event naming an ``orderCode`` is that order's movement at this key: a negative
     DELTA (a pick) releases ``min(open, -quantity)`` so a partial pick leaves the rest
     held; any other event with an orderCode (positive DELTA, SNAPSHOT) closes the
-    reservation, since the warehouse has now accounted for the order.
+    reservation, since the warehouse has now accounted for the order. If the order's
+    RESERVE has not arrived yet, the movement is remembered for it.
     """
     if _replayed(state, source, offset):
         return Outcome.DUPLICATE
@@ -216,9 +217,17 @@ def apply_stock_event(
                 held.close(at)
     if event.orderCode is not None:
         r = state.reservations.get(event.orderCode)
-        if r is not None and r.closed_at is None:
-            if event.type == "DELTA" and event.quantity < 0:
-                r.fulfilled += min(r.open, -event.quantity)
+        picked = -event.quantity if event.type == "DELTA" and event.quantity < 0 else None
+        if r is None:
+            # The pick overtook its reservation (stock events and reservation commands
+            # travel different topics): remember it, so the RESERVE starts fulfilled.
+            r = Reservation(quantity=0, reserved_at=at, fulfilled=picked or 0)
+            if picked is None:
+                r.close(at)
+            state.reservations[event.orderCode] = r
+        elif r.closed_at is None:
+            if picked is not None:
+                r.fulfilled += picked if r.quantity == 0 else min(r.open, picked)
                 r.settle()
             else:
                 r.close(at)
@@ -240,6 +249,16 @@ def apply_command(state: KeyState, cmd: InventoryCommand, source: str, offset: i
     at = cmd.occurredAt.timestamp()
     r = state.reservations.get(cmd.orderCode)
     if cmd.type == "RESERVE":
+        if r is not None and r.quantity == 0 and r.closed_at is None:
+            # Picks for this order arrived first: take the order, keep what was picked.
+            if cmd.quantity is None:
+                raise ValueError("RESERVE without quantity")
+            r.quantity = cmd.quantity
+            r.reserved_at = at
+            r.command_ids.insert(0, cmd.commandId)
+            r.settle()
+            state.as_of = max(state.as_of, at)
+            return Outcome.APPLIED
         if r is not None:
             return Outcome.DUPLICATE
         if cmd.quantity is None:  # the model refuses this; keeps mypy and -O honest
