@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: set up, start the local broker (unless KAFKA_BOOTSTRAP_SERVERS is set), start a worker
+## run: set up, then the product demo: local broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
+## mock Increff + marketplace, a worker and the simulator, checked against ground truth.
+## Options: make run DEMO_ARGS="--duration 30 --rate 5000"
+DEMO_ARGS ?=
 run: $(STAMP)
+	$(BIN)/invsync demo --kafka-port $(KAFKA_PORT) --kafka-data-dir $(KAFKA_DATA) $(DEMO_ARGS)
+
+## worker: set up, start the local broker (unless KAFKA_BOOTSTRAP_SERVERS is set), start a worker
+worker: $(STAMP)
 ifeq ($(strip $(KAFKA_BOOTSTRAP_SERVERS)),)
 	$(BIN)/invsync kafka start --port $(KAFKA_PORT) --data-dir $(KAFKA_DATA)
 	KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(BIN)/invsync worker
