@@ -244,7 +244,17 @@ async def test_push_survives_an_outage_and_converges_without_stale_values(
                 [stock(f"r{round_}-{k}", k, 10 + round_, kind="SNAPSHOT") for k in keys],
             )
             await asyncio.sleep(0.3)
-        await asyncio.sleep(1.0)
+        # Wait until the worker has published the final quantities (so they are what
+        # waits for the marketplace), then bring the marketplace back.
+        await read_all(
+            kafka_bootstrap,
+            env["INVSYNC_TOPIC_INVENTORY"],
+            until=lambda recs: all(
+                latest_by_key(recs).get(k, {}).get("quantity") == 14 for k in keys
+            ),
+            quiet_s=0.5,
+            timeout=60.0,
+        )
         marketplace.set_down(False)
         assert await _eventually(
             lambda: all(marketplace.quantity("WH1", k.split(":")[1]) == 14 for k in keys),

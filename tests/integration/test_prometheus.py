@@ -127,7 +127,7 @@ async def test_every_dashboard_query_returns_data_from_a_loaded_worker(
             INVSYNC_CALLBACK_HEADERS=orjson.dumps(CALLBACK_HEADERS).decode(),
         )
         worker = WorkerProcess(env, tmp_path / "worker.log")
-        worker.start()
+        worker.start(ready=True)
         host_port = worker.web.removeprefix("http://")
         prom = PrometheusServer(prometheus, tmp_path / "prometheus", [host_port])
         try:
@@ -135,7 +135,7 @@ async def test_every_dashboard_query_returns_data_from_a_loaded_worker(
             # One 5xx (retried) and one 4xx (rejected: INCREFF_REJECTED) from Increff.
             increff.fail_next(1, status=503, retry_after=0)
             increff.fail_next(1, status=400, body={"code": "BAD_DATA", "message": "test"})
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with httpx.AsyncClient(timeout=15.0) as client:
                 await produce(kafka_bootstrap, env["INVSYNC_TOPIC_ORDERS"], order_load())
                 await produce(kafka_bootstrap, env["INVSYNC_TOPIC_STOCK_EVENTS"], stock_load(0))
                 await call_back(client, worker.web)

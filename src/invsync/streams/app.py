@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,34 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 4000
 BATCH_WITHIN_S = 0.01
 FLUSH_TICK_S = 0.02
+# How long the broker may hold a fetch that finds no new data. Faust hard-codes 1500 ms
+# (faust/transport/drivers/aiokafka.py, `_create_worker_consumer`). aiokafka keeps one
+# fetch in flight per broker and leaves out of it every partition whose records are still
+# buffered, so right after a fetch returned stock events the next fetch often covers only
+# idle partitions (commands, orders, shipments, the global tables' changelogs): the broker
+# parks it for the whole wait while new stock events pile up behind it. At 1500 ms that
+# was the 1-2 s bursts seen in the live latency; this bounds the stall.
+FETCH_MAX_WAIT_MS = 10
+
+
+def _bound_fetch_wait() -> None:
+    """Make Faust's worker consumer use ``app._invsync_fetch_max_wait_ms`` if an app sets it."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    thread_cls: Any = AIOKafkaConsumerThread
+    if getattr(thread_cls, "_invsync_fetch_wait_patched", False):
+        return
+    create = thread_cls._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        wait_ms = getattr(self.consumer.app, "_invsync_fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start()
+        return consumer
+
+    thread_cls._create_worker_consumer = _create_worker_consumer
+    thread_cls._invsync_fetch_wait_patched = True
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -131,6 +160,8 @@ def _marketplace_client(settings: Settings, metrics: Metrics) -> MarketplaceInve
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
     app = faust.App(**faust_config(settings))
+    _bound_fetch_wait()
+    app._invsync_fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # type: ignore[attr-defined]
     reg = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(reg)
 
@@ -141,8 +172,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     dead_letters = raw_topic(app, settings.topic_dead_letters)
     order_updates = raw_topic(app, settings.topic_order_updates)
 
+    inventory_topic = inventory_out.get_topic_name()
+
     async def publish(key: bytes, value: bytes) -> Any:
-        return await inventory_out.send(key=key, value=value)
+        # Straight to the app's producer, not `Topic.send`: Faust's per-record channel
+        # path (FutureMessage, callbacks, sensors) cost more than the rule itself in the
+        # live profile. Still covered by Faust's producer flush before each commit; the
+        # returned future resolves when the broker acknowledged the record.
+        return await app.producer.send(
+            inventory_topic, key, value, partition=None, timestamp=None, headers=None
+        )
 
     async def dead_letter(key: bytes, value: bytes) -> Any:
         return await dead_letters.send(key=key, value=value)
@@ -229,7 +268,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         async def apply_batch(tp: TP, messages: list[Any]) -> None:
             await processor.process(messages)
 
-        fastpath.install(app, stock_and_commands, apply_batch)
+        # process() handles events of several partitions at once (explicit changelog
+        # partitions), so take all queued partitions in one call: one wait for the
+        # outputs' acks per call instead of one per partition batch.
+        fastpath.install(app, stock_and_commands, apply_batch, combine=True)
     else:
 
         @app.agent(stock_and_commands, name="inventory")
@@ -287,6 +329,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         processor.request_rescan()
+        # Move what exists now (modules, the app, recovered state) out of the cyclic
+        # GC's reach: full collections scanned it all, 75-100 ms pauses on the loop
+        # that showed up as the live latency's p99. Refcounting still frees it.
+        gc.collect()
+        gc.freeze()
 
     @app.page("/health")
     class Health(View):

@@ -96,8 +96,49 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
         unset_flag(CONSUMER_FETCHING)
 
 
-def install(app: Any, topic: Any, handler: BatchHandler, *, max_batches: int = 8) -> None:
+def merge_batches(
+    queued: list[tuple[TP, list[Message]]], *, combine: bool = False
+) -> list[tuple[TP, list[Message]]]:
+    """Merge queued ``(tp, messages)`` batches: one per partition, in offset order, or
+    with ``combine`` one for all partitions (named by its last partition).  Batches of
+    different consumer generations are never merged, so a stale one is dropped whole."""
+    out: list[tuple[TP, list[Message]]] = []
+    groups: dict[TP, list[Message]] = {}
+    generation: Any = object()
+    last_tp: TP | None = None
+
+    def close() -> None:
+        if combine and last_tp is not None:
+            out.append((last_tp, [m for msgs in groups.values() for m in msgs]))
+        else:
+            out.extend(groups.items())
+
+    for tp, msgs in queued:
+        if not msgs:
+            continue
+        if msgs[0].generation_id != generation:
+            close()
+            groups, last_tp = {}, None
+            generation = msgs[0].generation_id
+        groups.setdefault(tp, []).extend(msgs)
+        last_tp = tp
+    close()
+    return out
+
+
+def install(
+    app: Any,
+    topic: Any,
+    handler: BatchHandler,
+    *,
+    max_batches: int = 8,
+    combine: bool = False,
+) -> None:
     """Route ``topic``'s records to ``handler(tp, messages)`` in per-partition batches.
+
+    With ``combine=True`` one call gets the queued records of all partitions (grouped
+    by partition, each in offset order; ``tp`` is the last partition's), for handlers
+    that write tables with explicit partitions rather than via the current event.
 
     Call at import time, before the worker starts.  ``topic`` must be a
     ``faust.Topic`` (acks enabled, its partitions co-partitioned with the tables
@@ -137,25 +178,31 @@ def install(app: Any, topic: Any, handler: BatchHandler, *, max_batches: int = 8
         create_event = app.create_event
         flow = app.flow_control
         while not app.should_stop:
-            tp, msgs = await q.get()
-            if msgs[0].generation_id != app.consumer_generation_id or not flow.is_active():
-                continue  # stale batch from before a rebalance: never tracked, never acked
-            for m in msgs:
-                m.tracked = True
-                unacked.add(m)
-            last = msgs[-1]
-            event = create_event(last.key, last.value, last.headers, last)
-            token = _current_event.set(weakref.ref(event))
-            try:
-                await handler(tp, msgs)
-            except Exception as exc:
-                log.exception("batch handler failed")
-                await app.crash(exc)
-                raise
-            finally:
-                _current_event.reset(token)
-            for m in msgs:
-                ack(m)
+            # Take everything already queued, not one fetch's partition at a time: when
+            # the handler falls behind, its next call gets all that piled up (fewer,
+            # larger calls, so its per-call waits do not add up into a growing queue).
+            queued: list[tuple[TP, list[Message]]] = [await q.get()]
+            while not q.empty():
+                queued.append(q.get_nowait())
+            for tp, msgs in merge_batches(queued, combine=combine):
+                if msgs[0].generation_id != app.consumer_generation_id or not flow.is_active():
+                    continue  # stale batch from before a rebalance: never tracked, never acked
+                for m in msgs:
+                    m.tracked = True
+                    unacked.add(m)
+                last = msgs[-1]
+                event = create_event(last.key, last.value, last.headers, last)
+                token = _current_event.set(weakref.ref(event))
+                try:
+                    await handler(tp, msgs)
+                except Exception as exc:
+                    log.exception("batch handler failed")
+                    await app.crash(exc)
+                    raise
+                finally:
+                    _current_event.reset(token)
+                for m in msgs:
+                    ack(m)
 
     app.task(_batch_loop)
 
