@@ -96,6 +96,14 @@ def order_load() -> list[tuple[bytes | None, bytes]]:
     return records
 
 
+_LAST_REQUEST: list[str] = []
+
+
+async def _note_request(request: httpx.Request) -> None:
+    """Remember the last request, so a time-out names what hung."""
+    _LAST_REQUEST.append(f"{request.method} {request.url}")
+
+
 async def call_back(client: httpx.AsyncClient, base: str) -> None:
     """Increff's callbacks: accepted, unauthorised and invalid ones."""
     ack = {"orders": [{"locationCode": LOCATION, "orderCode": "O-1"}]}
@@ -135,7 +143,9 @@ async def test_every_dashboard_query_returns_data_from_a_loaded_worker(
             # One 5xx (retried) and one 4xx (rejected: INCREFF_REJECTED) from Increff.
             increff.fail_next(1, status=503, retry_after=0)
             increff.fail_next(1, status=400, body={"code": "BAD_DATA", "message": "test"})
-            async with httpx.AsyncClient(timeout=15.0) as client:
+            async with httpx.AsyncClient(
+                timeout=15.0, event_hooks={"request": [_note_request]}
+            ) as client:
                 await produce(kafka_bootstrap, env["INVSYNC_TOPIC_ORDERS"], order_load())
                 await produce(kafka_bootstrap, env["INVSYNC_TOPIC_STOCK_EVENTS"], stock_load(0))
                 await call_back(client, worker.web)
@@ -155,6 +165,11 @@ async def test_every_dashboard_query_returns_data_from_a_loaded_worker(
                             break
                     await asyncio.sleep(2.0)
                 targets = await prom.targets_up(client)
+        except httpx.TimeoutException as exc:
+            raise AssertionError(
+                f"timed out: {_LAST_REQUEST[-1] if _LAST_REQUEST else '?'}\n"
+                f"worker log:\n{worker.log_tail(30)}"
+            ) from exc
         finally:
             prom.stop()
             worker.stop()
