@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from invsync.connectors.increff import IncreffClient
 from invsync.connectors.marketplace import MarketplaceInventoryClient
+from invsync.connectors.retry import NO_RETRY
 from invsync.models.events import (
     DeadLetter,
     DecodeError,
@@ -151,10 +152,13 @@ def _marketplace_client(settings: Settings, metrics: Metrics) -> MarketplaceInve
         metrics.marketplace_requests.labels(str(status or "error")).inc()
         metrics.marketplace_latency.observe(seconds)
 
+    # No retries inside the client: the pusher retries itself and re-reads what waits
+    # each time, so a retry never carries a quantity that a newer one replaced.
     return MarketplaceInventoryClient(
         settings.marketplace_inventory_url,
         settings.marketplace_headers,
         on_request=observe,
+        backoff=NO_RETRY,
     )
 
 
