@@ -269,3 +269,42 @@ async def test_push_survives_an_outage_and_converges_without_stale_values(
         assert all(len(r.body["inventories"]) <= 200 for r in marketplace.requests if r.body)
     finally:
         worker.stop()
+
+
+async def test_return_events_reach_increffs_returns_apis(
+    kafka_bootstrap: str, tmp_path: Path, increff: MockIncreff
+) -> None:
+    import json
+
+    from tests.fixtures import INCREFF_SAMPLES
+
+    def event(event_id: str, kind: str, sample: str) -> tuple[bytes, bytes]:
+        payload = json.loads((INCREFF_SAMPLES / f"{sample}.json").read_text())["request"]
+        body = {
+            "eventId": event_id,
+            "type": kind,
+            "occurredAt": datetime.now(UTC).isoformat(),
+            "payload": payload,
+        }
+        return payload["returnOrderCode"].encode(), orjson.dumps(body)
+
+    env = isolated_env(kafka_bootstrap, tmp_path / "data", **_increff_env(increff))
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        await produce(
+            kafka_bootstrap,
+            env["INVSYNC_TOPIC_ORDERS"],
+            [
+                event("r1", "RETURN_CREATED", "create-return-order"),
+                event("r1", "RETURN_CREATED", "create-return-order"),  # replayed
+                event("r2", "RETURN_UPDATED", "update-return-order"),
+            ],
+        )
+        assert await _eventually(lambda: increff.count("update_return", "retO1") == 1)
+        assert increff.count("create_return", "100078") == 1  # idempotent by returnOrderCode
+        created = [r for r in increff.requests if r.path == "/return/return-orders"]
+        assert created[0].body["forwardOrderCode"] == "108"
+        assert created[0].headers["authPassword"] == "mp-secret-pass"
+    finally:
+        worker.stop()

@@ -305,9 +305,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 await dead_letters.send(key=msg.key or b"", value=letter.encode())
 
     async def flush_due() -> None:
-        if pusher is not None and processor._rescan:
+        if pusher is not None and processor.rescan_pending:
             pusher.rescan(state.items_in(processor.assigned))
-        if processor.next_deadline() is not None or processor._rescan:
+        if processor.next_deadline() is not None or processor.rescan_pending:
             await processor.flush()
 
     async def expire_reservations() -> None:

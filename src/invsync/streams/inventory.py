@@ -248,6 +248,11 @@ class InventoryProcessor:
     def request_rescan(self) -> None:
         self._rescan = True
 
+    @property
+    def rescan_pending(self) -> bool:
+        """A rebalance completed and the keys of the assignment are not re-marked yet."""
+        return self._rescan
+
     def _rescan_assigned(self) -> None:
         """Re-mark keys whose ATP differs from their last publication (after a rebalance)."""
         self._rescan = False
