@@ -191,8 +191,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         return await dead_letters.send(key=key, value=value)
 
     async def send_commands(cmds: list[InventoryCommand]) -> None:
+        """Send and wait for the broker: a callback answers only once its effect is safe."""
         acks = [await commands.send(key=command_key(c), value=c.encode()) for c in cmds]
         await asyncio.gather(*acks)
+
+    async def queue_commands(cmds: list[InventoryCommand]) -> None:
+        """Send without waiting: for agents, whose offsets Faust commits only after its
+        producer flushed everything sent (so a crash replays the event instead)."""
+        for c in cmds:
+            await commands.send(key=command_key(c), value=c.encode())
 
     async def publish_update(
         order_code: str, update_type: str, event_id: str, payload: dict[str, Any]
@@ -206,7 +213,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     increff = _increff_client(settings, metrics)
     router = OrderRouter(
         increff=increff,
-        send_commands=send_commands,
+        send_commands=queue_commands,
         publish_update=publish_update,
         metrics=metrics,
     )
