@@ -252,6 +252,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         debounce_s=settings.debounce_ms / 1000,
         max_delay_s=settings.max_delay_ms / 1000,
         reservation_ttl_s=settings.reservation_ttl_s,
+        settle_grace_s=settings.settle_grace_s,
         publish=publish,
         dead_letter=dead_letter,
         metrics=metrics,

@@ -77,6 +77,7 @@ class InventoryProcessor:
         max_delay_s: float,
         reservation_ttl_s: float,
         publish: Send,
+        settle_grace_s: float = 0.0,
         dead_letter: Send,
         metrics: Metrics,
         on_published: Published | None = None,
@@ -87,6 +88,7 @@ class InventoryProcessor:
         self.safety = safety
         self.coalescer = Coalescer(debounce_s, max_delay_s)
         self.reservation_ttl_s = reservation_ttl_s
+        self.settle_grace_s = settle_grace_s
         self._publish = publish
         self._dead_letter = dead_letter
         self.metrics = metrics
@@ -125,7 +127,9 @@ class InventoryProcessor:
                 source = f"{msg.topic}:{msg.partition}"
                 try:
                     if isinstance(item, StockEvent):
-                        outcome = apply_stock_event(state, item, source, msg.offset)
+                        outcome = apply_stock_event(
+                            state, item, source, msg.offset, settle_after_s=self.settle_grace_s
+                        )
                         kind = "stock"
                         if outcome is Outcome.APPLIED:
                             self.metrics.stock_events.labels(item.type).inc()
