@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -18,7 +17,6 @@ from invsync.connectors.increff import IncreffClient
 from invsync.connectors.marketplace import MarketplaceInventoryClient
 from invsync.connectors.retry import NO_RETRY
 from invsync.models.events import (
-    DeadLetter,
     DecodeError,
     InventoryCommand,
     InventoryUpdate,
@@ -26,7 +24,8 @@ from invsync.models.events import (
 )
 from invsync.rules.inventory import SafetyStock
 from invsync.streams import fastpath
-from invsync.streams.inventory import InventoryProcessor, dead_letter_reason
+from invsync.streams.deadletters import DeadLetters
+from invsync.streams.inventory import InventoryProcessor
 from invsync.streams.metrics import Metrics, render
 from invsync.streams.orders import command_key
 from invsync.streams.push import MarketplacePusher
@@ -173,7 +172,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     commands = raw_topic(app, settings.topic_commands)
     orders = raw_topic(app, settings.topic_orders)
     inventory_out = raw_topic(app, settings.topic_inventory)
-    dead_letters = raw_topic(app, settings.topic_dead_letters)
+    dead_letter_topic = raw_topic(app, settings.topic_dead_letters)
     order_updates = raw_topic(app, settings.topic_order_updates)
 
     inventory_topic = inventory_out.get_topic_name()
@@ -187,8 +186,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             inventory_topic, key, value, partition=None, timestamp=None, headers=None
         )
 
-    async def dead_letter(key: bytes, value: bytes) -> Any:
-        return await dead_letters.send(key=key, value=value)
+    async def send_dead_letter(key: bytes, value: bytes) -> Any:
+        return await dead_letter_topic.send(key=key, value=value)
+
+    dead_letters = DeadLetters(send_dead_letter, metrics)
 
     async def send_commands(cmds: list[InventoryCommand]) -> None:
         """Send and wait for the broker: a callback answers only once its effect is safe."""
@@ -224,7 +225,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         pusher = MarketplacePusher(
             client=market,
             pushed=StateTable(app, "pushed-versions", settings.topic_partitions, "json"),
-            dead_letter=dead_letter,
+            dead_letters=dead_letters,
             metrics=metrics,
             source_topic=settings.topic_inventory,
         )
@@ -254,7 +255,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         reservation_ttl_s=settings.reservation_ttl_s,
         settle_grace_s=settings.settle_grace_s,
         publish=publish,
-        dead_letter=dead_letter,
+        dead_letters=dead_letters,
         metrics=metrics,
         on_published=on_published,
     )
@@ -272,7 +273,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         publish_update=publish_update,
         send_commands=send_commands,
         send_stock_event=send_stock_event,
-        reject=processor.reject,
+        reject=dead_letters.reject,
     )
 
     if settings.fast_path:
@@ -300,17 +301,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 key = msg.key.decode("utf-8") if msg.key else None
                 await router.handle(order, key)
             except (DecodeError, UnicodeDecodeError) as exc:
-                letter = DeadLetter.from_raw(
-                    source_topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    key=msg.key,
-                    value=msg.value,
-                    error=str(exc),
-                    failed_at=datetime.now(UTC),
-                )
-                metrics.dead_letters.labels(dead_letter_reason(str(exc))).inc()
-                await dead_letters.send(key=msg.key or b"", value=letter.encode())
+                await dead_letters.reject(msg, str(exc))
 
     async def flush_due() -> None:
         if pusher is not None and processor.rescan_pending:

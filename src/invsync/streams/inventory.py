@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from invsync.models.events import (
-    DeadLetter,
     DecodeError,
     InventoryCommand,
     InventoryUpdate,
@@ -34,8 +34,8 @@ from invsync.rules.inventory import (
     atp,
     build_update,
     expire_reservations,
-    reserved,
 )
+from invsync.streams.deadletters import DeadLetters, Message
 from invsync.streams.metrics import Metrics
 from invsync.streams.state import StateTable
 
@@ -44,24 +44,6 @@ log = logging.getLogger(__name__)
 Send = Callable[[bytes, bytes], Awaitable[Any]]
 """Sends a record; returns an awaitable that resolves when the broker acknowledged it."""
 Published = Callable[[str, InventoryUpdate, int], None]
-
-
-class Message(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-def dead_letter_reason(error: str) -> str:
-    """A small, fixed set of metric labels for dead-letter reasons."""
-    text = error.lower()
-    if "invalid json" in text or "json_invalid" in text or "eof while parsing" in text:
-        return "invalid_json"
-    if "does not match" in text or "missing key" in text or "key is not" in text:
-        return "key_mismatch"
-    return "schema"
 
 
 class InventoryProcessor:
@@ -78,7 +60,7 @@ class InventoryProcessor:
         reservation_ttl_s: float,
         publish: Send,
         settle_grace_s: float = 0.0,
-        dead_letter: Send,
+        dead_letters: DeadLetters,
         metrics: Metrics,
         on_published: Published | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -90,7 +72,7 @@ class InventoryProcessor:
         self.reservation_ttl_s = reservation_ttl_s
         self.settle_grace_s = settle_grace_s
         self._publish = publish
-        self._dead_letter = dead_letter
+        self.dead_letters = dead_letters
         self.metrics = metrics
         self.clock = clock
         self.on_published = on_published
@@ -118,6 +100,10 @@ class InventoryProcessor:
 
         now = self.clock()
         touched: dict[str, int] = {}
+        # Counted per batch, not per event: a labelled counter costs a lookup and a lock.
+        applied: Counter[str] = Counter()
+        commands: Counter[str] = Counter()
+        duplicates: Counter[str] = Counter()
         for key, items in groups.items():
             state = self.state.get(key)
             if state is None:
@@ -132,18 +118,18 @@ class InventoryProcessor:
                         )
                         kind = "stock"
                         if outcome is Outcome.APPLIED:
-                            self.metrics.stock_events.labels(item.type).inc()
+                            applied[item.type] += 1
                     else:
                         outcome = apply_command(state, item, source, msg.offset)
                         kind = "commands"
                         if outcome is not Outcome.DUPLICATE:
-                            self.metrics.commands.labels(item.type).inc()
+                            commands[item.type] += 1
                 except Exception as exc:
                     log.exception("could not apply event at %s offset %s", source, msg.offset)
                     await self.reject(msg, f"could not apply: {type(exc).__name__}: {exc}")
                     continue
                 if outcome is Outcome.DUPLICATE:
-                    self.metrics.duplicates.labels(kind).inc()
+                    duplicates[kind] += 1
                     continue
                 changed = True
                 occurred = item.occurredAt.timestamp()
@@ -155,6 +141,13 @@ class InventoryProcessor:
                     self.state.hold(key, state, items[-1][0].partition)
                 touched[key] = items[-1][0].partition
                 self._mark(key, state, now)
+        for counts, metric in (
+            (applied, self.metrics.stock_events),
+            (commands, self.metrics.commands),
+            (duplicates, self.metrics.duplicates),
+        ):
+            for label, n in counts.items():
+                metric.labels(label).inc(n)
         await self.flush(touched=touched)
 
     def _safety_for(self, key: str) -> int:
@@ -165,17 +158,7 @@ class InventoryProcessor:
         self.coalescer.mark(key, now, atp(state, self._safety_for(key)), state.last_published_qty)
 
     async def reject(self, msg: Message, error: str) -> None:
-        letter = DeadLetter.from_raw(
-            source_topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            value=msg.value,
-            error=error,
-            failed_at=datetime.now(UTC),
-        )
-        self.metrics.dead_letters.labels(dead_letter_reason(error)).inc()
-        await self._dead_letter(msg.key or b"", letter.encode())
+        await self.dead_letters.reject(msg, error)
 
     # -- publishing ----------------------------------------------------------------
 
@@ -293,14 +276,3 @@ class InventoryProcessor:
         self.metrics.reservations_open.set(open_total)
         await self.flush()
         return expired
-
-    def snapshot(self, key: str) -> dict[str, int] | None:
-        """Current view of a key (for tests and the demo)."""
-        state = self.state.get(key)
-        if state is None:
-            return None
-        return {
-            "onHand": state.on_hand,
-            "reserved": reserved(state),
-            "atp": atp(state, self._safety_for(key)),
-        }

@@ -15,20 +15,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from invsync.connectors.marketplace import MarketplaceInventoryClient
+from invsync.streams.deadletters import DeadLetters
 from invsync.streams.metrics import Metrics
 from invsync.streams.state import StateTable
 
 log = logging.getLogger(__name__)
 
-DeadLetter = Callable[[bytes, bytes], Awaitable[None]]
 
 MAX_SKU_ATTEMPTS = 5
 
@@ -49,7 +48,7 @@ class MarketplacePusher:
         *,
         client: MarketplaceInventoryClient,
         pushed: StateTable,
-        dead_letter: DeadLetter,
+        dead_letters: DeadLetters,
         metrics: Metrics,
         source_topic: str,
         outage_base_s: float = 0.5,
@@ -57,7 +56,7 @@ class MarketplacePusher:
     ) -> None:
         self.client = client
         self.pushed = pushed
-        self._dead_letter = dead_letter
+        self.dead_letters = dead_letters
         self.metrics = metrics
         self.source_topic = source_topic
         self.outage_base_s = outage_base_s
@@ -159,21 +158,19 @@ class MarketplacePusher:
             f"{MAX_SKU_ATTEMPTS} times" + (f": {errors[-1]}" if errors else " (failureList)")
         )
         log.error("%s; dead-lettered", reason)
-        letter = {
-            "sourceTopic": self.source_topic,
-            "partition": item.partition,
-            "offset": -1,
-            "key": key,
-            "value": orjson.dumps(
+        await self.dead_letters.record(
+            source_topic=self.source_topic,
+            partition=item.partition,
+            offset=-1,
+            key=key.encode(),
+            value=orjson.dumps(
                 {
                     "locationCode": item.location,
                     "channelSkuCode": item.sku,
                     "quantity": item.quantity,
                     "version": item.version,
                 }
-            ).decode(),
-            "error": reason,
-            "failedAt": datetime.now(UTC).isoformat(),
-        }
-        self.metrics.dead_letters.labels("unsupported").inc()
-        await self._dead_letter(key.encode(), orjson.dumps(letter))
+            ),
+            error=reason,
+            reason="unsupported",
+        )

@@ -109,10 +109,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def increff_configured(self) -> bool:
-        return bool(self.increff_base_url)
-
-    @property
     def topic_commands(self) -> str:
         """Internal topic of reserve/release commands, co-partitioned with stock events."""
         return f"{self.app_id}-inventory-commands"
