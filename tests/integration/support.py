@@ -9,12 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaProducer
 
 from invsync.streams import localkafka
 
@@ -116,32 +115,3 @@ async def produce(
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def consume_until(
-    bootstrap: str,
-    topic: str,
-    done: Callable[[list[ConsumerRecord]], bool],
-    timeout: float = 30.0,
-) -> list[ConsumerRecord]:
-    """Read `topic` from the start until `done(records)` holds or the timeout passes."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=250)
-            for recs in batch.values():
-                records.extend(recs)
-            if done(records):
-                break
-        return records
-    finally:
-        await consumer.stop()

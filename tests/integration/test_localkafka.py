@@ -47,17 +47,17 @@ def test_start_status_stop_from_the_cache(kafka_bootstrap: str, tmp_path: Path) 
     started = _cli("start", "--port", port, "--data-dir", data, path=path, cwd=tmp_path)
     try:
         assert started.returncode == 0, started.stderr
-        assert f"127.0.0.1:{port}" in started.stdout
+        assert f"127.0.0.1:{port}" in started.stdout, started.stdout
         assert (tmp_path / "kafka" / "kafka.log").exists()
         status = _cli("status", "--data-dir", data, path=path, cwd=tmp_path)
-        assert status.returncode == 0
+        assert status.returncode == 0, (status.stdout, status.stderr)
         assert "answering" in status.stdout
     finally:
         stopped = _cli("stop", "--data-dir", data, path=path, cwd=tmp_path)
-    assert stopped.returncode == 0
-    assert "stopped" in stopped.stdout
+    assert stopped.returncode == 0, (stopped.stdout, stopped.stderr)
+    assert "stopped" in stopped.stdout, stopped.stdout
     after = _cli("status", "--data-dir", data, path=path, cwd=tmp_path)
-    assert after.returncode == 1
+    assert after.returncode == 1, (after.stdout, after.stderr)
     assert "not running" in after.stdout
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.support import WorkerProcess, consume_until, isolated_env, produce
+from tests.integration.inventory_support import read_all
+from tests.integration.support import WorkerProcess, isolated_env, produce
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +33,8 @@ async def test_worker_publishes_inventory_for_a_stock_event(
             env["INVSYNC_TOPIC_STOCK_EVENTS"],
             [(b"WH1:SKU-1", orjson.dumps(event))],
         )
-        out = await consume_until(
-            kafka_bootstrap, env["INVSYNC_TOPIC_INVENTORY"], lambda recs: len(recs) >= 1
+        out = await read_all(
+            kafka_bootstrap, env["INVSYNC_TOPIC_INVENTORY"], until=lambda r: len(r) >= 1, quiet_s=0
         )
         assert out, f"no inventory update published; worker log:\n{worker.log_tail()}"
         assert out[0].key == b"WH1:SKU-1"

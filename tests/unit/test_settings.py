@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ from invsync.streams.settings import SettingsError, load_settings
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("INVSYNC_") or name == "KAFKA_BOOTSTRAP_SERVERS":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env

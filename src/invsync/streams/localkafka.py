@@ -203,7 +203,7 @@ def status(data_dir: Path = DEFAULT_DATA_DIR) -> BrokerStatus:
     pid = _read_int(data_dir / "kafka.pid")
     port = _read_int(data_dir / "kafka.port")
     running = pid is not None and _pid_alive(pid)
-    answering = bool(running and port and answers(f"127.0.0.1:{port}"))
+    answering = bool(running and port and answers(f"127.0.0.1:{port}", timeout=10.0))
     return BrokerStatus(
         running=running, pid=pid if running else None, port=port, answering=answering
     )
