@@ -12,7 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY src ./src
+COPY models ./models
+COPY connectors ./connectors
+COPY streams ./streams
+COPY invsync ./invsync
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/invsync --create-home invsync
 

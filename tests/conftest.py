@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from invsync.streams import localkafka
+from invsync import localkafka
 
 
 def _docker_engine_answers() -> bool:

@@ -2,7 +2,7 @@
 
 BENCH_DESIGN=take  : Faust agent over ``take_events`` split per partition
                      (bench.faust_batched), Faust's normal per-record hand-off.
-BENCH_DESIGN=fast  : invsync.streams.fastpath: per-partition batches straight from the
+BENCH_DESIGN=fast  : streams.fastpath: per-partition batches straight from the
                      fetcher (no per-record stream machinery)  [default]
 In both: one table write and at most one output record per distinct key per
 batch, changelog partition = source partition.
@@ -63,7 +63,7 @@ if DESIGN == "take":
             await publish(coalesce(table, events, fold_event))
             st.seen(len(events))
 else:
-    from invsync.streams import fastpath
+    from streams import fastpath
 
     async def handle(tp, msgs) -> None:
         states, changed = {}, {}

@@ -21,7 +21,7 @@ from typing import Any, Self
 import httpx
 import pytest
 
-from invsync.streams import localkafka
+from invsync import localkafka
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_FILES = (

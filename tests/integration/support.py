@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from invsync.streams import localkafka
+from invsync import localkafka
 
 
 def isolated_env(bootstrap: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -57,7 +57,7 @@ class WorkerProcess:
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "invsync.streams.cli", "worker"],
+            [sys.executable, "-m", "invsync.cli", "worker"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

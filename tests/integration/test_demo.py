@@ -22,7 +22,7 @@ def _demo(kafka_bootstrap: str, tmp_path: Path, *args: str) -> subprocess.Popen[
         [
             sys.executable,
             "-m",
-            "invsync.streams.cli",
+            "invsync.cli",
             "demo",
             "--work-dir",
             str(tmp_path / "demo"),

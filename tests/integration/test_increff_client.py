@@ -12,11 +12,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from invsync.connectors.errors import ConnectorError, IncreffError, TransportError
-from invsync.connectors.increff import IncreffClient
-from invsync.connectors.retry import NO_RETRY, Backoff
+from connectors.errors import ConnectorError, IncreffError, TransportError
+from connectors.increff import IncreffClient
+from connectors.retry import NO_RETRY, Backoff
 from invsync.mocks import Applied, MockIncreff
-from invsync.models import increff as m
+from models import increff as m
 from tests.fixtures import INCREFF_SAMPLES
 
 pytestmark = pytest.mark.integration

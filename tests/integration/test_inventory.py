@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from invsync.streams.localkafka import free_port
+from invsync.localkafka import free_port
 from tests.integration.inventory_support import (
     customer_cancelled,
     latest_by_key,

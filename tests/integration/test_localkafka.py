@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from invsync.streams import localkafka
+from invsync import localkafka
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def _path_without_maven(tmp_path: Path) -> str:
 def _cli(*args: str, path: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": path}
     return subprocess.run(
-        [sys.executable, "-m", "invsync.streams.cli", "kafka", *args],
+        [sys.executable, "-m", "invsync.cli", "kafka", *args],
         env=env,
         cwd=cwd,
         capture_output=True,

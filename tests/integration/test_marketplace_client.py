@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from invsync.connectors.errors import MarketplaceError, TransportError
-from invsync.connectors.marketplace import MarketplaceInventoryClient
-from invsync.connectors.retry import Backoff
+from connectors.errors import MarketplaceError, TransportError
+from connectors.marketplace import MarketplaceInventoryClient
+from connectors.retry import Backoff
 from invsync.mocks import MockMarketplace
 
 pytestmark = pytest.mark.integration

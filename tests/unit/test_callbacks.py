@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from invsync.models.events import InventoryCommand, StockEvent, command_id
-from invsync.streams import callbacks as cb
-from invsync.streams.callbacks import CallbackHandler, CallbackRequest, CallbackResponse
-from invsync.streams.callbacks_routes import digest
-from invsync.streams.metrics import Metrics
+from models.callbacks import digest
+from models.events import InventoryCommand, StockEvent, command_id
+from streams import callbacks as cb
+from streams.callbacks import CallbackHandler, CallbackRequest, CallbackResponse
+from streams.metrics import Metrics
 from tests.fixtures import INCREFF_SAMPLES
 
 SAMPLES_DIR = INCREFF_SAMPLES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from invsync.rules.coalescer import Coalescer, should_publish
+from models.coalescer import Coalescer, should_publish
 
 
 def test_debounce_waits_for_quiet() -> None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from invsync.models.events import (
+from models.events import (
     CustomerCancelLines,
     DeadLetter,
     DecodeError,

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from invsync.models import increff as m
+from models import increff as m
 from tests.fixtures import INCREFF_SAMPLES
 
 SAMPLES_DIR = INCREFF_SAMPLES
@@ -232,7 +232,7 @@ def test_models_import_nothing_of_ours() -> None:
     for mod in ("increff", "increff_orders", "increff_callbacks"):
         source = (Path(m.__file__).parent / f"{mod}.py").read_text()
         imports = [ln for ln in source.splitlines() if ln.startswith(("import ", "from "))]
-        assert all("invsync" not in ln or "invsync.models.increff" in ln for ln in imports), imports
+        assert all("invsync" not in ln or "models.increff" in ln for ln in imports), imports
 
 
 codes = st.text(st.characters(codec="utf-8"), min_size=1, max_size=255)

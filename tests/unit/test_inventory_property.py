@@ -25,10 +25,10 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from invsync.models.events import InventoryCommand, StockEvent, command_id
-from invsync.rules import inventory
-from invsync.rules.coalescer import Coalescer
-from invsync.rules.inventory import (
+from models import inventory
+from models.coalescer import Coalescer
+from models.events import InventoryCommand, StockEvent, command_id
+from models.inventory import (
     KeyState,
     Outcome,
     SafetyStock,

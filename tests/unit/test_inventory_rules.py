@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from invsync.models.events import InventoryCommand, StockEvent, command_id
-from invsync.rules.inventory import (
+from models.events import InventoryCommand, StockEvent, command_id
+from models.inventory import (
     MAX_COMMAND_IDS,
     RING_SIZE,
     KeyState,
@@ -388,8 +388,8 @@ def test_reservation_open_is_derived() -> None:
 def test_a_pick_that_overtakes_its_reservation_is_remembered() -> None:
     from datetime import UTC, datetime
 
-    from invsync.models.events import InventoryCommand, StockEvent
-    from invsync.rules.inventory import KeyState, apply_command, apply_stock_event, atp
+    from models.events import InventoryCommand, StockEvent
+    from models.inventory import KeyState, apply_command, apply_stock_event, atp
 
     at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
     state = KeyState()

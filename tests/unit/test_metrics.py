@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from invsync.streams.metrics import (
+from streams.metrics import (
     COMMAND_TYPES,
     DEAD_LETTER_REASONS,
     DUPLICATE_SOURCES,

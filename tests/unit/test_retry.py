@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invsync.connectors.errors import (
+from connectors.errors import (
     ConnectorError,
     IncreffError,
     InvsyncError,
     MarketplaceError,
     TransportError,
 )
-from invsync.connectors.retry import Backoff, is_retriable_status, parse_retry_after, with_retries
+from connectors.retry import Backoff, is_retriable_status, parse_retry_after, with_retries
 
 
 class FakeTime:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from invsync.streams.settings import SettingsError, load_settings
+from streams.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +76,7 @@ def test_secret_values_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_worker_stops_with_one_clear_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {"PATH": "/usr/bin:/bin", "INVSYNC_DEBOUNCE_MS": "-5"}
     done = subprocess.run(
-        [sys.executable, "-m", "invsync.streams.cli", "worker"],
+        [sys.executable, "-m", "invsync.cli", "worker"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

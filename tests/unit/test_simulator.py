@@ -11,10 +11,10 @@ import pytest
 
 from invsync.demo.promtext import histogram_quantile, parse
 from invsync.demo.simulator import Message, SimConfig, Simulator, zipf_weights
-from invsync.models.events import decode_order_event, decode_stock_event
-from invsync.models.increff import CustomerCancellation, OutwardOrder
-from invsync.rules.inventory import KeyState, apply_command, apply_stock_event, atp
-from invsync.streams.orders import reservation_commands
+from models.events import decode_order_event, decode_stock_event
+from models.increff import CustomerCancellation, OutwardOrder
+from models.inventory import KeyState, apply_command, apply_stock_event, atp
+from models.orders import reservation_commands
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

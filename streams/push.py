@@ -1,0 +1,176 @@
+"""Marketplace inventory push: the newest published quantity of each key, PUT in batches.
+
+Only the newest quantity per key waits (a dict, not a queue), so an outage builds no
+backlog of stale values. What was pushed is recorded per key (version) in a table
+co-partitioned with the inventory state; after a restart or rebalance, keys whose
+published version is above their pushed version are pending again, so every key
+converges to its latest quantity. Versions only grow, so an older quantity can never
+overwrite a newer one. A SKU the marketplace keeps refusing (its `failureList`) is
+dead-lettered after a few attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from connectors.marketplace import MarketplaceInventoryClient
+from streams.deadletters import DeadLetters
+from streams.metrics import Metrics
+from streams.state import StateTable
+
+log = logging.getLogger(__name__)
+
+
+MAX_SKU_ATTEMPTS = 5
+
+
+@dataclass(slots=True)
+class _Pending:
+    location: str
+    sku: str
+    quantity: int
+    version: int
+    partition: int
+    attempts: int = 0
+
+
+class MarketplacePusher:
+    def __init__(
+        self,
+        *,
+        client: MarketplaceInventoryClient,
+        pushed: StateTable,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+        source_topic: str,
+        outage_base_s: float = 0.5,
+        outage_max_s: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.pushed = pushed
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.source_topic = source_topic
+        self.outage_base_s = outage_base_s
+        self.outage_max_s = outage_max_s
+        self.pending: dict[str, _Pending] = {}
+        self._wake = asyncio.Event()
+        self._outages = 0
+        self._not_before = 0.0
+
+    def note(
+        self, key: str, location: str, sku: str, quantity: int, version: int, partition: int
+    ) -> None:
+        """A newer publication of `key`: it replaces whatever of the key still waits."""
+        current = self.pending.get(key)
+        if current is not None and current.version >= version:
+            return
+        pushed = self.pushed.get(key)
+        if isinstance(pushed, int) and pushed >= version:
+            return
+        self.pending[key] = _Pending(location, sku, quantity, version, partition)
+        self.metrics.keys_pending_push.set(len(self.pending))
+        self._wake.set()
+
+    def rescan(self, items: Iterable[tuple[str, Any, int]]) -> None:
+        """After a rebalance: keys published but not yet pushed wait again."""
+        for key, state, partition in items:
+            if state.last_published_qty is None:
+                continue
+            location, _, sku = key.partition(":")
+            self.note(key, location, sku, state.last_published_qty, state.version, partition)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        for key in [k for k, p in self.pending.items() if p.partition in partitions]:
+            del self.pending[key]
+        self.metrics.keys_pending_push.set(len(self.pending))
+
+    async def run(self, stopped: Callable[[], bool]) -> None:
+        """The push loop (an app task): push what waits, back off through outages."""
+        while not stopped():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+            self._wake.clear()
+            wait = self._not_before - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(min(wait, 0.5))
+                continue
+            if self.pending:
+                try:
+                    await self.push_once()
+                except Exception:  # the loop must outlive any single failure
+                    log.exception("marketplace push round failed")
+                    self._back_off()
+
+    def _back_off(self) -> None:
+        self._outages += 1
+        delay = min(self.outage_max_s, self.outage_base_s * 2 ** min(self._outages, 16))
+        self._not_before = time.monotonic() + delay
+        log.warning("marketplace push unavailable; next try in %.1fs", delay)
+
+    async def push_once(self) -> int:
+        """One round over every waiting key; returns how many keys were pushed."""
+        batch = dict(self.pending)
+        by_location: dict[str, list[tuple[str, _Pending]]] = {}
+        for key, item in batch.items():
+            by_location.setdefault(item.location, []).append((key, item))
+        done = 0
+        outage = False
+        for location, entries in by_location.items():
+            result = await self.client.push(
+                location, [(item.sku, item.quantity) for _, item in entries]
+            )
+            failed = set(result.failed)
+            whole_batch = bool(result.errors)
+            outage = outage or any(e.retriable for e in result.errors)
+            for key, item in entries:
+                if item.sku not in failed:
+                    self.pushed.put(key, item.version, item.partition)
+                    if self.pending.get(key) is item:
+                        del self.pending[key]
+                    done += 1
+                elif not whole_batch or not outage:
+                    await self._sku_failed(key, item, result.errors)
+        if outage:
+            self._back_off()
+        else:
+            self._outages = 0
+        self.metrics.keys_pending_push.set(len(self.pending))
+        return done
+
+    async def _sku_failed(self, key: str, item: _Pending, errors: tuple[object, ...]) -> None:
+        item.attempts += 1
+        self.metrics.marketplace_sku_failures.inc()
+        if item.attempts < MAX_SKU_ATTEMPTS:
+            return
+        if self.pending.get(key) is item:
+            del self.pending[key]
+        reason = (
+            f"marketplace refused SKU {item.sku} at {item.location} "
+            f"{MAX_SKU_ATTEMPTS} times" + (f": {errors[-1]}" if errors else " (failureList)")
+        )
+        log.error("%s; dead-lettered", reason)
+        await self.dead_letters.record(
+            source_topic=self.source_topic,
+            partition=item.partition,
+            offset=-1,
+            key=key.encode(),
+            value=orjson.dumps(
+                {
+                    "locationCode": item.location,
+                    "channelSkuCode": item.sku,
+                    "quantity": item.quantity,
+                    "version": item.version,
+                }
+            ),
+            error=reason,
+            reason="unsupported",
+        )

@@ -1,0 +1,190 @@
+"""Increff's callbacks on the worker's web server, backed by Kafka and global tables.
+
+Any worker may receive any callback, so the tables behind them are global: the
+shipments table reads `marketplace.shipments` (compacted; it is the table's changelog)
+and the callback-results table remembers each answered request, so a repeat gets the
+same answer from whichever worker it reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from models.events import InventoryCommand, StockEvent
+from streams.callbacks import (
+    ROUTES,
+    CallbackHandler,
+    CallbackRequest,
+    CallbackResponse,
+)
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.state import StateTable, default_partition
+
+SendCommands = Callable[[list[InventoryCommand]], Awaitable[None]]
+PublishUpdate = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
+SendRaw = Callable[[bytes, bytes], Awaitable[Any]]
+
+
+class KafkaCallbackPorts:
+    """`CallbackPorts` on the worker: topics for effects, global tables for lookups."""
+
+    def __init__(
+        self,
+        *,
+        app: faust.App,
+        shipments: StateTable,
+        results: StateTable,
+        partitions: int,
+        publish_update: PublishUpdate,
+        send_commands: SendCommands,
+        send_stock_event: SendRaw,
+    ) -> None:
+        self._app = app
+        self._shipments = shipments
+        self._results = results
+        self._partitions = partitions
+        self._publish_update = publish_update
+        self._send_commands = send_commands
+        self._send_stock_event = send_stock_event
+
+    async def publish_update(
+        self, order_code: str, update_type: str, payload: dict[str, Any], *, event_id: str
+    ) -> None:
+        await self._publish_update(order_code, update_type, event_id, payload)
+
+    async def publish_snapshots(self, events: list[StockEvent]) -> None:
+        acks = [
+            await self._send_stock_event(e.key.encode(), orjson.dumps(e.model_dump(mode="json")))
+            for e in events
+        ]
+        await asyncio.gather(*acks)
+
+    async def send_commands(self, commands: list[InventoryCommand]) -> None:
+        await self._send_commands(commands)
+
+    async def find_shipment(
+        self, *, shipment_id: str | None, order_code: str | None, shipment_code: str | None
+    ) -> dict[str, Any] | None:
+        if shipment_id:
+            raw = self._shipments.get(shipment_id)
+            if raw is not None:
+                found: dict[str, Any] = orjson.loads(raw)
+                return found
+        if order_code and shipment_code:
+            for raw in list(self._shipments.table.data.values()):
+                if raw is None:
+                    continue
+                candidate: dict[str, Any] = orjson.loads(raw)
+                if (
+                    candidate.get("orderCode") == order_code
+                    and candidate.get("shipmentCode") == shipment_code
+                ):
+                    return candidate
+        return None
+
+    async def recall(self, idem_key: str) -> CallbackResponse | None:
+        stored = self._results.get(idem_key)
+        if stored is None:
+            return None
+        return CallbackResponse(status=int(stored[0]), body=str(stored[1]).encode())
+
+    async def remember(self, idem_key: str, response: CallbackResponse) -> None:
+        value = [response.status, response.body.decode()]
+        self._results.put(idem_key, value, default_partition(idem_key, self._partitions))
+
+
+def install_callbacks(
+    app: faust.App,
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    shipments_topic: faust.TopicT,
+    publish_update: PublishUpdate,
+    send_commands: SendCommands,
+    send_stock_event: SendRaw,
+    reject: Callable[[Any, str], Awaitable[None]],
+) -> CallbackHandler:
+    """Register the DESIGN.md callback paths on the app's web server."""
+    # A GlobalTable with marketplace.shipments itself as changelog stalls Faust's
+    # assignor, so an agent copies the topic into a global table of our own.
+    shipments = StateTable(app, "shipments", settings.topic_partitions, "raw", global_=True)
+
+    async def index_shipments(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                body = orjson.loads(msg.value or b"")
+                shipment_id = str(body["shipmentId"]) if isinstance(body, dict) else None
+            except (orjson.JSONDecodeError, KeyError):
+                shipment_id = None
+            if not shipment_id:
+                await reject(msg, "shipment: invalid JSON or no shipmentId")
+                continue
+            shipments.put(shipment_id, msg.value, msg.partition)
+
+    app.agent(shipments_topic, name="shipments")(index_shipments)
+    results = StateTable(app, "callback-results", settings.topic_partitions, "json", global_=True)
+    ports = KafkaCallbackPorts(
+        app=app,
+        shipments=shipments,
+        results=results,
+        partitions=settings.topic_partitions,
+        publish_update=publish_update,
+        send_commands=send_commands,
+        send_stock_event=send_stock_event,
+    )
+    handler = CallbackHandler(
+        ports,
+        required_headers=settings.callback_headers,
+        max_bytes=settings.callback_max_bytes,
+        metrics=metrics,
+    )
+    limit = settings.callback_max_bytes
+
+    async def serve(route: str, request: Request, view: View) -> Response:
+        raw: Any = request  # faust's aiohttp driver hands over aiohttp's web.Request
+        body = await raw.content.read(limit + 1) if raw.can_read_body else b""
+        answer = await handler.handle(
+            route,
+            CallbackRequest(
+                method=request.method,
+                path=raw.path,
+                headers=dict(request.headers),
+                query=dict(request.query),
+                body=body,
+            ),
+        )
+        if not answer.body:
+            return view.bytes(b"", status=answer.status)
+        return view.bytes(answer.body, status=answer.status, content_type="application/json")
+
+    paths: dict[str, list[str]] = {}
+    for route in ROUTES:
+        method, _, path = route.partition(" ")
+        paths.setdefault(path, []).append(method)
+
+    for path, methods in paths.items():
+        app.page(path)(_view_for(path, methods, serve))
+    return handler
+
+
+def _view_for(
+    path: str, methods: list[str], serve: Callable[[str, Request, View], Awaitable[Response]]
+) -> type[View]:
+    """A View answering every method: the handler says 405 for the wrong one."""
+    own = methods[0]
+
+    async def answer(self: View, request: Request) -> Response:
+        method = request.method.upper()
+        route = f"{method if method in methods else own} {path}"
+        return await serve(route, request, self)
+
+    attrs = {m: answer for m in ("get", "post", "put", "patch", "delete")}
+    return type(f"Callback{path.replace('/', '_')}", (View,), attrs)
