@@ -1,7 +1,7 @@
 """Our exception tree. The retry loop reads `retriable` / `retry_after`, never types.
 
 ```
-InvsyncError                 root of every error invsync raises on purpose
+InvsyncError                 the root (models/errors.py)
  └── ConnectorError          an HTTP call failed: retriable, retry_after, status, endpoint
       ├── TransportError     no HTTP answer: connect, read, write, timeout (retriable)
       ├── IncreffError       Increff answered non-2xx (or garbage): code, message, description
@@ -15,9 +15,9 @@ so `str()` / `repr()` of these errors are safe to log.
 
 from __future__ import annotations
 
+from models.errors import InvsyncError
 
-class InvsyncError(Exception):
-    """Root of invsync's own errors."""
+__all__ = ["ConnectorError", "IncreffError", "InvsyncError", "MarketplaceError", "TransportError"]
 
 
 class ConnectorError(InvsyncError):

@@ -23,6 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from models.errors import DecodeError as DecodeError  # re-exported for the decoders' callers
+from models.errors import DecodeReason
+
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 # eventId (128) + ":" + line index + ":" + command type.
@@ -42,9 +45,11 @@ CommandType = Literal["RESERVE", "CANCEL", "RELEASE", "ACCEPT"]
 
 _MAX_REASON = 500
 
-
-class DecodeError(ValueError):
-    """A message that can never be applied; ``str(exc)`` is the dead-letter reason."""
+MAX_QUANTITY = 1_000_000_000
+"""The contract's bound on one event's quantity (DESIGN.md "Topics")."""
+Quantity = Annotated[StrictInt, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+BoundedCount = Annotated[StrictInt, Field(ge=0, le=MAX_QUANTITY)]
+PositiveCount = Annotated[StrictInt, Field(gt=0, le=MAX_QUANTITY)]
 
 
 class WireModel(BaseModel):
@@ -56,6 +61,35 @@ class WireModel(BaseModel):
 def inventory_key(location_code: str, channel_sku_code: str) -> str:
     """The Kafka key of a (location, SKU): stock events, commands and outputs share it."""
     return f"{location_code}:{channel_sku_code}"
+
+
+def parse_inventory_key(key: str, location_code: str | None = None) -> tuple[str, str]:
+    """(locationCode, channelSkuCode) of an inventory key.
+
+    A location code may itself contain ``:``, so the key alone is ambiguous: pass the
+    location the key's events named (the inventory state keeps it) and the split is
+    exact. Without it the key is split at its first ``:``.
+    """
+    if location_code is not None and key.startswith(location_code + ":"):
+        return location_code, key[len(location_code) + 1 :]
+    location, sep, sku = key.partition(":")
+    if not sep:
+        raise DecodeError(f"inventory key {_short(key)!r} has no ':'", reason="key_mismatch")
+    return location, sku
+
+
+def _reason_of(exc: ValidationError) -> DecodeReason:
+    kinds = {err["type"] for err in exc.errors(include_url=False, include_input=False)}
+    if "json_invalid" in kinds or "json_type" in kinds:
+        return "invalid_json"
+    if kinds & {"less_than_equal", "greater_than_equal"}:
+        return "out_of_range"
+    return "schema"
+
+
+def invalid(exc: ValidationError, prefix: str = "") -> DecodeError:
+    """The `DecodeError` of a failed validation: one short line and its reason."""
+    return DecodeError(prefix + validation_reason(exc), reason=_reason_of(exc))
 
 
 def validation_reason(exc: ValidationError, limit: int = 3) -> str:
@@ -80,11 +114,20 @@ def _short(text: str, limit: int = 100) -> str:
 
 def _decode_key(key: bytes | None) -> str:
     if key is None:
-        raise DecodeError("missing key: expected 'locationCode:channelSkuCode'")
+        raise DecodeError(
+            "missing key: expected 'locationCode:channelSkuCode'", reason="key_mismatch"
+        )
     try:
         return key.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DecodeError("key is not valid UTF-8") from exc
+        raise DecodeError("key is not valid UTF-8", reason="key_mismatch") from exc
+
+
+def _key_mismatch(key: str, named: str) -> DecodeError:
+    return DecodeError(
+        f"key {_short(key)!r} does not match locationCode:channelSkuCode {_short(named)!r}",
+        reason="key_mismatch",
+    )
 
 
 # --- warehouse.stock-events -------------------------------------------------------
@@ -97,8 +140,9 @@ class StockEvent(WireModel):
     type: StockEventType
     locationCode: Code
     channelSkuCode: Code
-    quantity: StrictInt
+    quantity: Quantity
     occurredAt: AwareDatetime
+    basis: Literal["ON_HAND", "AVAILABLE"] | None = None
     reason: str | None = None
     orderCode: Code | None = None
 
@@ -106,6 +150,8 @@ class StockEvent(WireModel):
     def _snapshot_not_negative(self) -> StockEvent:
         if self.type == "SNAPSHOT" and self.quantity < 0:
             raise ValueError("quantity: SNAPSHOT quantity must be >= 0")
+        if self.basis is not None and self.type != "SNAPSHOT":
+            raise ValueError("basis: only a SNAPSHOT has a basis")
         return self
 
     @property
@@ -122,12 +168,10 @@ def decode_stock_event(key: bytes | None, value: bytes) -> StockEvent:
     try:
         event = StockEvent.model_validate_json(value)
     except ValidationError as exc:
-        raise DecodeError(validation_reason(exc)) from exc
+        raise invalid(exc) from exc
     text = _decode_key(key)
     if text != event.key:
-        raise DecodeError(
-            f"key {_short(text)!r} does not match locationCode:channelSkuCode {_short(event.key)!r}"
-        )
+        raise _key_mismatch(text, event.key)
     return event
 
 
@@ -147,13 +191,13 @@ def decode_order_event(value: bytes) -> OrderEvent:
     try:
         return OrderEvent.model_validate_json(value)
     except ValidationError as exc:
-        raise DecodeError(validation_reason(exc)) from exc
+        raise invalid(exc) from exc
 
 
 class OrderLine(WireModel):
     channelSkuCode: Code
     orderItemCode: Code
-    quantity: PositiveInt
+    quantity: PositiveCount
 
 
 class OrderCreatedLines(WireModel):
@@ -175,14 +219,14 @@ def order_created_lines(payload: Mapping[str, Any]) -> OrderCreatedLines:
     try:
         return OrderCreatedLines.model_validate(payload)
     except ValidationError as exc:
-        raise DecodeError(validation_reason(exc)) from exc
+        raise invalid(exc) from exc
 
 
 class CancelLine(WireModel):
     channelSkuCode: Code
     orderItemCode: Code
     # Absolute: the total cancelled so far, so a replay is harmless.
-    cancelledQuantity: NonNegativeInt
+    cancelledQuantity: BoundedCount
 
 
 class CustomerCancelLines(WireModel):
@@ -210,12 +254,13 @@ def cancel_lines(order_code: str | None, payload: Mapping[str, Any]) -> Customer
         inner = data.setdefault("orderCode", order_code)
         if inner != order_code:
             raise DecodeError(
-                f"orderCode {_short(str(inner))!r} in payload differs from {_short(order_code)!r}"
+                f"orderCode {_short(str(inner))!r} in payload differs from {_short(order_code)!r}",
+                reason="key_mismatch",
             )
     try:
         return CustomerCancelLines.model_validate(data)
     except ValidationError as exc:
-        raise DecodeError(validation_reason(exc)) from exc
+        raise invalid(exc) from exc
 
 
 # --- internal inventory commands --------------------------------------------------
@@ -239,8 +284,8 @@ class InventoryCommand(WireModel):
     locationCode: Code
     channelSkuCode: Code
     occurredAt: AwareDatetime
-    quantity: PositiveInt | None = None
-    cancelledQuantity: NonNegativeInt | None = None
+    quantity: PositiveCount | None = None
+    cancelledQuantity: BoundedCount | None = None
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> InventoryCommand:
@@ -262,12 +307,10 @@ def decode_command(key: bytes | None, value: bytes) -> InventoryCommand:
     try:
         cmd = InventoryCommand.model_validate_json(value)
     except ValidationError as exc:
-        raise DecodeError(validation_reason(exc)) from exc
+        raise invalid(exc) from exc
     text = _decode_key(key)
     if text != cmd.key:
-        raise DecodeError(
-            f"key {_short(text)!r} does not match locationCode:channelSkuCode {_short(cmd.key)!r}"
-        )
+        raise _key_mismatch(text, cmd.key)
     return cmd
 
 
@@ -298,7 +341,7 @@ def decode_inventory_update(value: bytes) -> InventoryUpdate:
     try:
         return InventoryUpdate.model_validate_json(value)
     except ValidationError as exc:
-        raise DecodeError(validation_reason(exc)) from exc
+        raise invalid(exc) from exc
 
 
 class DeadLetter(WireModel):

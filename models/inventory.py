@@ -24,7 +24,11 @@ RING_SIZE = 32
 MAX_COMMAND_IDS = 16
 """Command ids kept per reservation (reserve, accept, a few cancels, release)."""
 
-_FORMAT = 1
+_FORMAT = 2
+"""Format 2 adds the location code (format 1, without it, is still read)."""
+
+MAX_ON_HAND = 2**62
+"""On-hand stays well inside 64 bits, so every output encodes; beyond it, refused."""
 
 
 class Outcome(StrEnum):
@@ -75,6 +79,8 @@ class KeyState:
     last_published_qty: int | None = None
     version: int = 0
     as_of: float = 0.0
+    location: str = ""
+    """The key's locationCode (a location code may contain ':', so the key cannot say)."""
     _recent_set: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def seen(self, event_id: str) -> bool:
@@ -111,15 +117,18 @@ class KeyState:
                 self.last_published_qty,
                 self.version,
                 self.as_of,
+                self.location,
             ]
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyState:
         raw: list[Any] = orjson.loads(data)
-        if raw[0] != _FORMAT:
+        if raw[0] == 1:
+            raw.append("")
+        elif raw[0] != _FORMAT:
             raise ValueError(f"unknown KeyState format {raw[0]!r}")
-        _, on_hand, reservations, recent, offsets, last_pub, version, as_of = raw
+        _, on_hand, reservations, recent, offsets, last_pub, version, as_of, location = raw
         state = cls(
             on_hand=on_hand,
             reservations={
@@ -138,6 +147,7 @@ class KeyState:
             last_published_qty=last_pub,
             version=version,
             as_of=as_of,
+            location=location,
         )
         for event_id in recent:
             state.remember(event_id)
@@ -197,6 +207,8 @@ def apply_stock_event(
     reservation, since the warehouse has now accounted for the order. If the order's
     RESERVE has not arrived yet, the movement is remembered for it.
     """
+    if event.type == "DELTA" and abs(state.on_hand + event.quantity) > MAX_ON_HAND:
+        raise ValueError(f"on-hand would leave the range +-{MAX_ON_HAND}")
     if _replayed(state, source, offset):
         return Outcome.DUPLICATE
     if state.seen(event.eventId):
@@ -341,18 +353,24 @@ def build_update(
     safety_stock: int,
     now: datetime,
 ) -> InventoryUpdate:
-    """Record a publication in ``state`` (version, quantity) and return the message."""
-    quantity = atp(state, safety_stock)
-    held = reserved(state)
-    state.version = next_version(state.version, int(now.timestamp() * 1_000_000))
-    state.last_published_qty = quantity
+    """The message publishing ``state`` now; ``state`` is left as it is.
+
+    Call :func:`record_publication` once the broker acknowledged the message: a state
+    that says "published" while the message was lost would leave the key stale for good.
+    """
     return InventoryUpdate(
         locationCode=location_code,
         channelSkuCode=channel_sku_code,
-        quantity=quantity,
+        quantity=atp(state, safety_stock),
         onHand=state.on_hand,
-        reserved=held,
-        version=state.version,
+        reserved=reserved(state),
+        version=next_version(state.version, int(now.timestamp() * 1_000_000)),
         asOf=datetime.fromtimestamp(state.as_of, UTC),
         publishedAt=now,
     )
+
+
+def record_publication(state: KeyState, update: InventoryUpdate) -> None:
+    """Note an acknowledged publication: its version and the quantity consumers now hold."""
+    state.version = max(state.version, update.version)
+    state.last_published_qty = update.quantity

@@ -16,22 +16,22 @@ from prometheus_client import CollectorRegistry
 from connectors.increff import IncreffClient
 from connectors.marketplace import MarketplaceInventoryClient
 from connectors.retry import NO_RETRY
+from models.engine import InventoryEngine, Publication
 from models.events import (
     DecodeError,
     InventoryCommand,
-    InventoryUpdate,
     decode_order_event,
 )
 from models.inventory import SafetyStock
 from models.orders import command_key
 from streams import fastpath
 from streams.deadletters import DeadLetters
-from streams.inventory import InventoryProcessor
+from streams.inventory import InventoryAgent
 from streams.metrics import Metrics, render
 from streams.push import MarketplacePusher
 from streams.router import OrderRouter, update_message
 from streams.settings import Settings
-from streams.state import StateTable
+from streams.state import StateTable, default_partition
 from streams.topics import bootstrap_list
 from streams.web import install_callbacks
 
@@ -117,7 +117,7 @@ class Runtime:
     settings: Settings
     registry: CollectorRegistry
     metrics: Metrics
-    inventory: InventoryProcessor
+    inventory: InventoryAgent
     router: OrderRouter
     pusher: MarketplacePusher | None
 
@@ -230,20 +230,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             source_topic=settings.topic_inventory,
         )
 
-    def on_published(key: str, update: InventoryUpdate, partition: int) -> None:
+    def on_published(pub: Publication) -> None:
         if pusher is not None:
+            u = pub.update
             pusher.note(
-                key,
-                update.locationCode,
-                update.channelSkuCode,
-                update.quantity,
-                update.version,
-                partition,
+                pub.key, u.locationCode, u.channelSkuCode, u.quantity, u.version, pub.partition
             )
 
     state = StateTable(app, "inventory-state", settings.topic_partitions)
-    processor = InventoryProcessor(
-        state=state,
+    partitions = settings.topic_partitions
+    engine = InventoryEngine(
+        state,
         stock_topic=settings.topic_stock_events,
         safety=SafetyStock(
             default=settings.safety_stock,
@@ -254,6 +251,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         max_delay_s=settings.max_delay_ms / 1000,
         reservation_ttl_s=settings.reservation_ttl_s,
         settle_grace_s=settings.settle_grace_s,
+        partition_for=lambda key: default_partition(key, partitions),
+    )
+    processor = InventoryAgent(
+        engine=engine,
+        state=state,
         publish=publish,
         dead_letters=dead_letters,
         metrics=metrics,
@@ -304,9 +306,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 await dead_letters.reject(msg, str(exc))
 
     async def flush_due() -> None:
-        if pusher is not None and processor.rescan_pending:
-            pusher.rescan(state.items_in(processor.assigned))
-        if processor.next_deadline() is not None or processor.rescan_pending:
+        if processor.next_deadline() is not None:
             await processor.flush()
 
     async def expire_reservations() -> None:
@@ -321,17 +321,30 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     def _stock_partitions(tps: set[TP]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == settings.topic_stock_events}
 
-    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
-        processor.on_assigned(_stock_partitions(assigned) | processor.assigned)
+    # A rebalance: revoked (eager: everything) -> assigned (Faust starts restoring the
+    # tables) -> rebalance complete (restored). Nothing is published or written between
+    # the first and the last, when keys may briefly hold older states of the changelog.
+    recovering: dict[str, int | None] = {"generation": None}
 
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        partitions = _stock_partitions(revoked)
-        processor.on_revoked(partitions)
-        if pusher is not None:
-            pusher.forget_partitions(partitions)
+        recovering["generation"] = None
+        await processor.suspend()
+
+    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        now_assigned = _stock_partitions(assigned)
+        lost = engine.assignment - now_assigned
+        await processor.assigned(now_assigned)
+        if pusher is not None and lost:
+            pusher.forget_partitions(lost)
+        recovering["generation"] = app.consumer_generation_id
 
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
-        processor.request_rescan()
+        if recovering["generation"] != app.consumer_generation_id:
+            return  # a newer rebalance began: its own completion activates it
+        recovering["generation"] = None
+        await processor.recovered()
+        if pusher is not None:
+            pusher.rescan(engine.items_active())
         # Move what exists now (modules, the app, recovered state) out of the cyclic
         # GC's reach: full collections scanned it all, 75-100 ms pauses on the loop
         # that showed up as the live latency's p99. Refcounting still frees it.

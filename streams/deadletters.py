@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from models.errors import DecodeError
 from models.events import DeadLetter
 from streams.metrics import Metrics
 
@@ -25,30 +26,25 @@ class Message(Protocol):
     value: bytes | None
 
 
-def dead_letter_reason(error: str) -> str:
-    """A small, fixed set of metric labels for dead-letter reasons."""
-    text = error.lower()
-    if "invalid json" in text or "json_invalid" in text or "eof while parsing" in text:
-        return "invalid_json"
-    if "does not match" in text or "missing key" in text or "key is not" in text:
-        return "key_mismatch"
-    return "schema"
-
-
 class DeadLetters:
     def __init__(self, send: Send, metrics: Metrics) -> None:
         self._send = send
         self._metrics = metrics
 
-    async def reject(self, msg: Message, error: str) -> None:
-        """Dead-letter a consumed message that can never be applied."""
+    async def reject(self, msg: Message, error: DecodeError | str, reason: str = "schema") -> None:
+        """Dead-letter a consumed message that can never be applied.
+
+        The metric's label is the `DecodeError`'s reason (or ``reason``), never read
+        from the message text.
+        """
         await self.record(
             source_topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
             key=msg.key,
             value=msg.value,
-            error=error,
+            error=str(error),
+            reason=error.reason if isinstance(error, DecodeError) else reason,
         )
 
     async def record(
@@ -60,7 +56,7 @@ class DeadLetters:
         key: bytes | None,
         value: bytes | None,
         error: str,
-        reason: str | None = None,
+        reason: str,
     ) -> None:
         """Dead-letter anything else (`offset=-1` when no consumed record stands behind it)."""
         letter = DeadLetter.from_raw(
@@ -72,5 +68,5 @@ class DeadLetters:
             error=error,
             failed_at=datetime.now(UTC),
         )
-        self._metrics.dead_letters.labels(reason or dead_letter_reason(error)).inc()
+        self._metrics.dead_letters.labels(reason).inc()
         await self._send(key or b"", letter.encode())

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from connectors.marketplace import MarketplaceInventoryClient
+from models.events import parse_inventory_key
 from streams.deadletters import DeadLetters
 from streams.metrics import Metrics
 from streams.state import StateTable
@@ -85,7 +86,7 @@ class MarketplacePusher:
         for key, state, partition in items:
             if state.last_published_qty is None:
                 continue
-            location, _, sku = key.partition(":")
+            location, sku = parse_inventory_key(key, state.location or None)
             self.note(key, location, sku, state.last_published_qty, state.version, partition)
 
     def forget_partitions(self, partitions: set[int]) -> None:

@@ -3,19 +3,33 @@
 Faust's own `table[key] = value` needs a current stream event and takes the changelog
 partition from it. Our writes happen per batch (events of several partitions) and from
 timers (flush, expiry), so `StateTable.put` names the partition explicitly: the key's
-source partition, which is what recovery hands back to the key's owner.
+source partition, which is what recovery hands back to the key's owner. `write` sends
+the records straight to the producer and waits for the broker: Faust's `send_soon`
+buffer is never awaited before a commit's offsets (and, under steady traffic, made
+every commit wait for a buffer that never empties).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import asyncio
+from collections.abc import Collection, Iterable, Iterator
+from typing import Any, Protocol
 
 import faust
 from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
 
 from models.inventory import KeyState
+
+
+class Write(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def state(self) -> Any: ...
+
 
 STATE_CODEC = "invsync-keystate"
 KEY_CODEC = "invsync-utf8"
@@ -74,7 +88,10 @@ class StateTable:
         table.key_serializer = KEY_CODEC
         table.value_serializer = value_codec
         table.changelog_topic = table._new_changelog_topic()
+        self.app = app
         self.table = table
+        self.changelog = table.changelog_topic.get_topic_name()
+        self._dumps = codecs.get_codec(value_codec).dumps
         self.partitions = partitions
         self._partition_of: dict[str, int] = {}
 
@@ -91,22 +108,54 @@ class StateTable:
         self._partition_of[key] = partition
         self.table.data[key] = state
 
-    def partition_of(self, key: str) -> int:
+    async def write(self, writes: Iterable[Write]) -> None:
+        """Hold and write each state (the last one per key) and wait for the broker."""
+        latest = {w.key: w for w in writes}
+        if not latest:
+            return
+        send = self.app.producer.send
+        acks = []
+        for key, w in latest.items():
+            self.hold(key, w.state, w.partition)
+            value = self._dumps(w.state)
+            acks.append(
+                await send(
+                    self.changelog,
+                    key.encode("utf-8"),
+                    value,
+                    partition=w.partition,
+                    timestamp=None,
+                    headers=None,
+                )
+            )
+        await asyncio.gather(*acks)
+
+    def partition_of(self, key: str) -> int | None:
+        """The partition of a key held here, else None."""
         known = self._partition_of.get(key)
         if known is not None:
             return known
         recovered = getattr(self.table.data, "_key_partition", {}).get(key)
         if recovered is not None:
             return int(recovered)
-        return default_partition(key, self.partitions)
+        if key in self.table.data:
+            return default_partition(key, self.partitions)
+        return None
 
-    def items_in(self, partitions: set[int]) -> Iterator[tuple[str, Any, int]]:
+    def items_in(self, partitions: Collection[int]) -> Iterator[tuple[str, Any, int]]:
         """Keys (with state and partition) that live on the given partitions."""
         for key, state in list(self.table.data.items()):
             partition = self.partition_of(key)
-            if partition in partitions:
+            if partition is not None and partition in partitions:
                 yield key, state, partition
 
-    def forget_partitions(self, partitions: set[int]) -> None:
-        for key in [k for k, p in self._partition_of.items() if p in partitions]:
-            del self._partition_of[key]
+    def drop_partitions(self, partitions: Collection[int]) -> None:
+        """Forget the keys of revoked partitions: if they come back, Faust restores them
+        from the changelog, and nothing of a former ownership may linger meanwhile."""
+        wanted = set(partitions)
+        recovered = getattr(self.table.data, "_key_partition", {})
+        for key in list(self.table.data.keys()):
+            if self.partition_of(key) in wanted:
+                self.table.data.pop(key, None)
+                self._partition_of.pop(key, None)
+                recovered.pop(key, None)

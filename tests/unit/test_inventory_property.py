@@ -26,17 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models import inventory
-from models.coalescer import Coalescer
+from models.engine import Input, InventoryEngine, MemoryStore, StateWrite
 from models.events import InventoryCommand, StockEvent, command_id
-from models.inventory import (
-    KeyState,
-    Outcome,
-    SafetyStock,
-    apply_command,
-    apply_stock_event,
-    atp,
-    build_update,
-)
+from models.inventory import KeyState, SafetyStock
 
 KEYS = [("L1", "A"), ("L1", "B"), ("L2", "A")]
 ORDERS = ["O1", "O2"]
@@ -134,7 +126,7 @@ def reference(log: list[Message]) -> dict[str, tuple[int, int]]:
     }
 
 
-# --- the simulated agent ------------------------------------------------------------
+# --- the worker: the engine the worker runs, over a simulated log and changelog -----
 
 
 @dataclass
@@ -153,8 +145,15 @@ class Publication:
     lost: bool = False
 
 
+def partition_of(key: str) -> int:
+    return 0 if key.startswith("L1:") else 1
+
+
 @dataclass
 class Sim:
+    """One worker running `InventoryEngine` as `streams.inventory` does: apply, publish,
+    wait for acks, record, write state; offsets committed only after that."""
+
     debounce: float
     max_delay: float
     rng: random.Random
@@ -163,48 +162,62 @@ class Sim:
     position: int = 0
     committed: int = 0
     incarnation: int = 0
-    states: dict[str, KeyState] = field(default_factory=dict)
     changelog: dict[str, list[Write]] = field(default_factory=dict)
     wire: list[Publication] = field(default_factory=list)
-    coalescer: Coalescer = field(init=False)
+    engine: InventoryEngine = field(init=False)
+    store: MemoryStore = field(init=False)
+    published_while_restoring: int = 0
 
     def __post_init__(self) -> None:
-        self.coalescer = Coalescer(self.debounce, self.max_delay)
+        self.restart()
 
-    def write(self, key: str, publication: int | None = None) -> None:
-        data = self.states[key].to_bytes()
-        entry = Write(self.incarnation, self.position, data, publication)
-        self.changelog.setdefault(key, []).append(entry)
+    @property
+    def states(self) -> dict[str, KeyState]:
+        return self.store.states
 
-    def publish_if_needed(self, key: str) -> None:
-        state = self.states[key]
-        quantity = atp(state, safety(key))
-        if not self.coalescer.should_publish(key, quantity, state.last_published_qty):
-            return
-        location, sku = key.split(":")
-        when = datetime.fromtimestamp(self.now, UTC)
-        update = build_update(state, location, sku, safety(key), when)
-        self.wire.append(Publication(key, update.version, update.quantity))
-        self.coalescer.confirm(key)
-        self.write(key, publication=len(self.wire) - 1)
+    def restart(self) -> None:
+        """A new incarnation: restore every key's newest changelog record, then assign."""
+        self.store = MemoryStore()
+        self.engine = InventoryEngine(
+            self.store,
+            stock_topic=STOCK.split("/")[0],
+            safety=SAFETY,
+            debounce_s=self.debounce,
+            max_delay_s=self.max_delay,
+            reservation_ttl_s=10**9,
+            partition_for=partition_of,
+        )
+        self.engine.assigned({0, 1})
+        for key, writes in self.changelog.items():
+            if writes:
+                self.store.hold(key, KeyState.from_bytes(writes[-1].data), partition_of(key))
+        self.engine.recovered(self.now)
 
-    def flush(self) -> None:
-        for key in self.coalescer.due(self.now):
-            self.publish_if_needed(key)
+    def write(self, writes: list[StateWrite], publications: dict[str, int]) -> None:
+        """One record per key, as `StateTable.write` sends (the last state wins)."""
+        for w in {w.key: w for w in writes}.values():
+            entry = Write(
+                self.incarnation, self.position, w.state.to_bytes(), publications.get(w.key)
+            )
+            self.changelog.setdefault(w.key, []).append(entry)
+
+    def flush(self, writes: list[StateWrite] | None = None, *, everything: bool = False) -> None:
+        wall = datetime.fromtimestamp(self.now, UTC)
+        pubs = self.engine.due(self.now, wall, everything=everything)
+        sent: dict[str, int] = {}
+        for pub in pubs:
+            self.wire.append(Publication(pub.key, pub.update.version, pub.update.quantity))
+            sent[pub.key] = len(self.wire) - 1
+        self.write([*(writes or []), *self.engine.published(pubs)], sent)
 
     def process_next(self) -> None:
         source, offset, msg = self.log[self.position]
         self.position += 1
-        state = self.states.setdefault(msg.key, KeyState())
-        if isinstance(msg, StockEvent):
-            outcome = apply_stock_event(state, msg, source, offset)
-        else:
-            outcome = apply_command(state, msg, source, offset)
-        self.write(msg.key)
-        if outcome is Outcome.APPLIED:
-            quantity = atp(state, safety(msg.key))
-            self.coalescer.mark(msg.key, self.now, quantity, state.last_published_qty)
-        self.flush()
+        topic = source.split("/")[0]
+        inp = Input(topic, partition_of(msg.key), offset, msg)
+        applied = self.engine.apply([inp], self.now)
+        assert not applied.rejected, applied.rejected
+        self.flush(applied.writes)
 
     def send(self, source: str, msg: StockEvent | InventoryCommand) -> None:
         offset = sum(1 for s, _, _ in self.log if s == source)
@@ -226,23 +239,35 @@ class Sim:
                 if lost.publication is not None and self.rng.random() < 0.5:
                     self.wire[lost.publication].lost = True
             del writes[keep:]
-        self.states = {
-            key: KeyState.from_bytes(writes[-1].data)
-            for key, writes in self.changelog.items()
-            if writes
-        }
         self.incarnation += 1
         self.now += 1.0
-        self.coalescer = Coalescer(self.debounce, self.max_delay)
-        # On assignment: keys whose state differs from their last publication are dirty.
-        for key, state in self.states.items():
-            quantity = atp(state, safety(key))
-            if quantity != state.last_published_qty:
-                self.coalescer.mark(key, self.now, quantity, state.last_published_qty)
+        self.restart()
         caught_up = self.position
         self.position = self.committed
         while self.position < caught_up:
             self.process_next()
+
+    def rebalance(self, partition: int, ticks: list[float]) -> None:
+        """The partition is revoked and comes back: Faust replays its changelog into the
+        store record by record (keys briefly hold older states) while timers tick."""
+        self.engine.suspend()
+        self.engine.assigned({0, 1} - {partition})
+        self.engine.assigned({0, 1})
+        queues = {k: list(ws) for k, ws in self.changelog.items() if partition_of(k) == partition}
+        replay: list[tuple[str, Write]] = []
+        while queues:  # keys interleave at random; each key's records stay in order
+            key = self.rng.choice(sorted(queues))
+            replay.append((key, queues[key].pop(0)))
+            if not queues[key]:
+                del queues[key]
+        for n, (key, w) in enumerate(replay):
+            self.store.hold(key, KeyState.from_bytes(w.data), partition)
+            if n < len(ticks):
+                self.now += ticks[n]
+                before = len(self.wire)
+                self.flush()
+                self.published_while_restoring += len(self.wire) - before
+        self.engine.recovered(self.now)
 
 
 # --- generated scenarios ------------------------------------------------------------
@@ -269,13 +294,19 @@ command_op = st.tuples(
 resend_op = st.tuples(st.just("resend"), st.integers(0, 10_000))
 tick_op = st.tuples(st.just("tick"), st.sampled_from([0.0, 0.1, 0.3, 0.6, 2.0, 6.0]))
 crash_op = st.tuples(st.just("crash"), st.floats(0.0, 1.0))
-OP_WEIGHTS = {"stock": 4, "command": 4, "tick": 3, "resend": 1, "crash": 1}
+rebalance_op = st.tuples(
+    st.just("rebalance"),
+    st.sampled_from([0, 1]),
+    st.lists(st.sampled_from([0.0, 0.3, 2.0, 6.0]), max_size=4),
+)
+OP_WEIGHTS = {"stock": 4, "command": 4, "tick": 3, "resend": 1, "crash": 1, "rebalance": 1}
 OP_STRATEGIES: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "stock": stock_op,
     "command": command_op,
     "tick": tick_op,
     "resend": resend_op,
     "crash": crash_op,
+    "rebalance": rebalance_op,
 }
 ops = st.lists(
     st.sampled_from([kind for kind, w in OP_WEIGHTS.items() for _ in range(w)]).flatmap(
@@ -345,6 +376,8 @@ def test_final_publication_matches_one_clean_pass(
                 sim.flush()
             elif op[0] == "crash":
                 sim.crash(op[1])
+            elif op[0] == "rebalance":
+                sim.rebalance(op[1], op[2])
         finish(sim)
     check(sim)
 
@@ -352,11 +385,11 @@ def test_final_publication_matches_one_clean_pass(
 def finish(sim: Sim) -> None:
     """Force-flush whatever is still pending, as a clean shutdown would."""
     sim.now += 0.001
-    for key in sim.coalescer.drain():
-        sim.publish_if_needed(key)
+    sim.flush(everything=True)
 
 
 def check(sim: Sim) -> None:
+    assert sim.published_while_restoring == 0, "published from a table being restored"
     expected = reference(sim.log)
     for key, (on_hand, held) in expected.items():
         want = max(0, on_hand - held - safety(key))

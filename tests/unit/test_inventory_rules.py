@@ -22,6 +22,7 @@ from models.inventory import (
     build_update,
     expire_reservations,
     next_version,
+    record_publication,
     reserved,
 )
 
@@ -327,7 +328,7 @@ def test_next_version_is_a_hybrid_clock() -> None:
     assert next_version(5_000, 1_000) == 5_001
 
 
-def test_build_update_bumps_version_and_records_quantity() -> None:
+def test_build_update_bumps_version_and_records_quantity_only_when_told() -> None:
     f = Feed()
     f.stock(ev("a", 10, minute=1))
     reserve(f, "O1", 3)
@@ -336,7 +337,11 @@ def test_build_update_bumps_version_and_records_quantity() -> None:
     assert first.asOf == at(1)
     assert first.publishedAt == at(2)
     assert first.version == int(at(2).timestamp() * 1_000_000)
+    # Not acknowledged yet: the state does not say "published".
+    assert (f.state.last_published_qty, f.state.version) == (None, 0)
+    record_publication(f.state, first)
     again = build_update(f.state, "WH1", "SKU-1", 1, at(2))
+    record_publication(f.state, again)
     assert again.version == first.version + 1
     assert (f.state.last_published_qty, f.state.version) == (6, again.version)
     # A state that lost its last write (stale version) still moves forward with time.
