@@ -23,5 +23,5 @@ USER invsync
 WORKDIR /var/lib/invsync
 EXPOSE 6066
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:6066/health', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:6066/ready', timeout=2).status != 200)"]
 CMD ["invsync", "worker"]

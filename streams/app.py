@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from models.events import (
 )
 from models.inventory import SafetyStock
 from models.orders import command_key
-from streams import fastpath
+from streams import fastpath, faustcompat
 from streams.deadletters import DeadLetters
 from streams.inventory import InventoryAgent
 from streams.metrics import Metrics, render
@@ -38,36 +39,33 @@ from streams.web import install_callbacks
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 4000
+# How long the broker may hold a fetch that finds no new data (see faustcompat).
+FETCH_MAX_WAIT_MS = 10
 BATCH_WITHIN_S = 0.01
 FLUSH_TICK_S = 0.02
-# How long the broker may hold a fetch that finds no new data. Faust hard-codes 1500 ms
-# (faust/transport/drivers/aiokafka.py, `_create_worker_consumer`). aiokafka keeps one
-# fetch in flight per broker and leaves out of it every partition whose records are still
-# buffered, so right after a fetch returned stock events the next fetch often covers only
-# idle partitions (commands, orders, shipments, the global tables' changelogs): the broker
-# parks it for the whole wait while new stock events pile up behind it. At 1500 ms that
-# was the 1-2 s bursts seen in the live latency; this bounds the stall.
-FETCH_MAX_WAIT_MS = 10
 
 
-def _bound_fetch_wait() -> None:
-    """Make Faust's worker consumer use ``app._invsync_fetch_max_wait_ms`` if an app sets it."""
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+EXIT_CRASHED = 70
+"""Exit status of a worker whose inventory path failed (EX_SOFTWARE)."""
 
-    thread_cls: Any = AIOKafkaConsumerThread
-    if getattr(thread_cls, "_invsync_fetch_wait_patched", False):
-        return
-    create = thread_cls._create_worker_consumer
 
-    def _create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        wait_ms = getattr(self.consumer.app, "_invsync_fetch_max_wait_ms", None)
-        if wait_ms is not None:
-            consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start()
-        return consumer
+def fatal(exc: BaseException) -> None:
+    """The inventory path failed: exit at once, non-zero, so a supervisor restarts us.
 
-    thread_cls._create_worker_consumer = _create_worker_consumer
-    thread_cls._invsync_fetch_wait_patched = True
+    Nothing is lost: a batch's offsets are committed only after its outputs and state
+    writes were acknowledged, so the restart replays it (as after a SIGKILL). Lingering
+    would leave a process that looks alive and consumes nothing.
+    """
+    log.critical(
+        "inventory processing failed (%s: %s); exiting with status %d so the worker is "
+        "restarted from its committed offsets",
+        type(exc).__name__,
+        exc,
+        EXIT_CRASHED,
+        exc_info=exc,
+    )
+    logging.shutdown()
+    os._exit(EXIT_CRASHED)
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -162,9 +160,9 @@ def _marketplace_client(settings: Settings, metrics: Metrics) -> MarketplaceInve
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
+    faustcompat.check_version()
     app = faust.App(**faust_config(settings))
-    _bound_fetch_wait()
-    app._invsync_fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # type: ignore[attr-defined]
+    faustcompat.bound_fetch_wait(app, FETCH_MAX_WAIT_MS)
     reg = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(reg)
 
@@ -286,13 +284,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # process() handles events of several partitions at once (explicit changelog
         # partitions), so take all queued partitions in one call: one wait for the
         # outputs' acks per call instead of one per partition batch.
-        fastpath.install(app, stock_and_commands, apply_batch, combine=True)
+        fastpath.install(app, stock_and_commands, apply_batch, combine=True, fatal=fatal)
     else:
 
         @app.agent(stock_and_commands, name="inventory")
         async def apply_inventory(stream: Any) -> None:  # a faust.Stream: untyped
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-                await processor.process([event.message for event in events])
+                try:
+                    await processor.process([event.message for event in events])
+                except Exception as exc:  # noqa: BLE001 - Faust would restart the agent and ack it
+                    fatal(exc)
 
     @app.agent(orders, name="orders")
     async def route_orders(stream: faust.StreamT[bytes]) -> None:
@@ -324,7 +325,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     # A rebalance: revoked (eager: everything) -> assigned (Faust starts restoring the
     # tables) -> rebalance complete (restored). Nothing is published or written between
     # the first and the last, when keys may briefly hold older states of the changelog.
-    recovering: dict[str, int | None] = {"generation": None}
+    recovering: dict[str, int | None] = {"generation": None, "joined": None}
 
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         recovering["generation"] = None
@@ -337,6 +338,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if pusher is not None and lost:
             pusher.forget_partitions(lost)
         recovering["generation"] = app.consumer_generation_id
+        recovering["joined"] = app.consumer_generation_id
 
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         if recovering["generation"] != app.consumer_generation_id:
@@ -353,8 +355,29 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.page("/health")
     class Health(View):
+        """Liveness: the process and its event loop answer."""
+
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok"})
+
+    async def not_ready() -> str | None:
+        if recovering["joined"] is None:
+            return "not yet a member of the consumer group (no partitions assigned)"
+        if recovering["generation"] is not None or engine.active != engine.assignment:
+            return "rebalancing: tables are being restored"
+        if not await faustcompat.broker_reachable(app):
+            return "broker unreachable"
+        return None
+
+    @app.page("/ready")
+    class Ready(View):
+        """Readiness (DESIGN.md): broker reachable, partitions assigned, tables recovered."""
+
+        async def get(self, request: Request) -> Response:
+            reason = await not_ready()
+            if reason is None:
+                return self.json({"status": "ready"})
+            return self.json({"status": "not ready", "reason": reason}, status=503)
 
     @app.page("/metrics")
     class MetricsView(View):

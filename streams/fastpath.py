@@ -16,84 +16,25 @@ one (multi-name) topic:
   waits for them), sets the current event to the batch's last message, awaits
   `handler(tp, messages)` and acks every message; Faust's normal machinery commits.
 
-Other topics keep Faust's normal path. This patches a private method of
-faust-streaming 0.15 (pinned `<0.16` in pyproject); `INVSYNC_FAST_PATH=false` turns it
-off and the agent falls back to `take_events`.
+Other topics keep Faust's normal path. The patched drainer is in `streams/faustcompat.py`
+with Faust's other internals; `INVSYNC_FAST_PATH=false` turns it off and the agent falls
+back to `take_events`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from faust.streams import _current_event
-from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.types import TP, Message
+
+from streams.faustcompat import current_event, install_batch_drainer
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[TP, list[Message]], Awaitable[None]]
-
-_orig_drain: Any = Consumer._drain_messages
-
-
-async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no cover
-    app = self.app
-    batch_queues: dict[str, Any] = getattr(app, "_batch_queues", {})
-    if not batch_queues:
-        await _orig_drain(self, fetcher)
-        return
-    callback = self.callback
-    consumer_should_stop = self._stopped.is_set
-    fetcher_should_stop = fetcher._stopped.is_set
-    read_offset = self._read_offset
-    to_message = self._to_message
-    set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
-    acks_enabled_for = app.topics.acks_enabled_for
-    suspend_flow = self.suspend_flow
-    try:
-        while not (consumer_should_stop() or fetcher_should_stop()):
-            set_flag(CONSUMER_FETCHING)
-            records, active = await self._wait_next_records(1.0)
-            await asyncio.sleep(0)
-            if not records or self.should_stop or not self.flow_active:
-                unset_flag(CONSUMER_FETCHING)
-                continue
-            generation_id = app.consumer_generation_id
-            for tp, recs in records.items():
-                if active is not None and tp not in active and tp not in self._buffered_partitions:
-                    continue
-                if app.consumer_generation_id != generation_id or not self.flow_active:
-                    break
-                app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                r_offset = read_offset[tp]
-                msgs = [to_message(tp, r) for r in recs if r_offset is None or r.offset >= r_offset]
-                if not msgs:
-                    continue
-                first = msgs[0].offset
-                if r_offset and first - r_offset > 1 and acks_enabled_for(tp.topic):
-                    await self._add_gap(tp, r_offset + 1, first)
-                q = batch_queues.get(tp.topic)
-                if q is not None:
-                    await q.put((tp, msgs))
-                else:  # normal per-message path for every other topic
-                    for m in msgs:
-                        await self.wait_first(callback(m), suspend_flow.wait())
-                read_offset[tp] = msgs[-1].offset
-            unset_flag(CONSUMER_FETCHING)
-    except self.consumer_stopped_errors:
-        if self.transport.app.should_stop:
-            return
-        raise
-    except asyncio.CancelledError:
-        if self.transport.app.should_stop:
-            return
-        raise
-    finally:
-        unset_flag(CONSUMER_FETCHING)
 
 
 def merge_batches(
@@ -133,6 +74,7 @@ def install(
     *,
     max_batches: int = 8,
     combine: bool = False,
+    fatal: Callable[[BaseException], None],
 ) -> None:
     """Route ``topic``'s records to ``handler(tp, messages)`` in per-partition batches.
 
@@ -140,13 +82,16 @@ def install(
     by partition, each in offset order; ``tp`` is the last partition's), for handlers
     that write tables with explicit partitions rather than via the current event.
 
+    ``fatal(exc)`` is called when the handler raises: the batch is neither acked nor
+    committed, and the process must not linger without consuming.
+
     Call at import time, before the worker starts.  ``topic`` must be a
     ``faust.Topic`` (acks enabled, its partitions co-partitioned with the tables
     the handler writes).  The handler runs with Faust's current event set to the
     batch's last message, so ``table[key] = value`` goes to the right changelog
     partition; it must not keep messages beyond its return (they are acked then).
     """
-    Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    install_batch_drainer()
 
     # A placeholder agent makes Faust subscribe to the topic, enable acks for it
     # and count it as the tables' source topic; it never receives a record
@@ -192,15 +137,14 @@ def install(
                     unacked.add(m)
                 last = msgs[-1]
                 event = create_event(last.key, last.value, last.headers, last)
-                token = _current_event.set(weakref.ref(event))
+                token = current_event.set(weakref.ref(event))
                 try:
                     await handler(tp, msgs)
                 except Exception as exc:
-                    log.exception("batch handler failed")
-                    await app.crash(exc)
+                    fatal(exc)
                     raise
                 finally:
-                    _current_event.reset(token)
+                    current_event.reset(token)
                 for m in msgs:
                     ack(m)
 

@@ -20,6 +20,7 @@ from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
 
 from models.inventory import KeyState
+from streams.faustcompat import key_partitions, rebuild_changelog_topic
 
 
 class Write(Protocol):
@@ -87,7 +88,7 @@ class StateTable:
         # changelog topic (already created on registration) so recovery decodes with them.
         table.key_serializer = KEY_CODEC
         table.value_serializer = value_codec
-        table.changelog_topic = table._new_changelog_topic()
+        rebuild_changelog_topic(table)
         self.app = app
         self.table = table
         self.changelog = table.changelog_topic.get_topic_name()
@@ -135,7 +136,7 @@ class StateTable:
         known = self._partition_of.get(key)
         if known is not None:
             return known
-        recovered = getattr(self.table.data, "_key_partition", {}).get(key)
+        recovered = key_partitions(self.table).get(key)
         if recovered is not None:
             return int(recovered)
         if key in self.table.data:
@@ -153,7 +154,7 @@ class StateTable:
         """Forget the keys of revoked partitions: if they come back, Faust restores them
         from the changelog, and nothing of a former ownership may linger meanwhile."""
         wanted = set(partitions)
-        recovered = getattr(self.table.data, "_key_partition", {})
+        recovered = key_partitions(self.table)
         for key in list(self.table.data.keys()):
             if self.partition_of(key) in wanted:
                 self.table.data.pop(key, None)

@@ -80,7 +80,10 @@ else:
         await publish(changed)
         st.seen(len(msgs))
 
-    fastpath.install(app, src, handle)
+    def fatal(exc: BaseException) -> None:
+        raise SystemExit(f"batch handler failed: {exc!r}")
+
+    fastpath.install(app, src, handle, fatal=fatal)
 
 
 if __name__ == "__main__":

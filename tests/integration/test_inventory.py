@@ -25,6 +25,13 @@ from tests.integration.support import WorkerProcess, isolated_env, produce
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True, params=["fast-path", "faust-path"])
+def inventory_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on the batch fast path and on Faust's own per-record path."""
+    monkeypatch.setenv("INVSYNC_FAST_PATH", "true" if request.param == "fast-path" else "false")
+    return str(request.param)
+
+
 async def test_scripted_sequence_gives_exact_output_and_dead_letters(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

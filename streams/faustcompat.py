@@ -1,0 +1,190 @@
+"""Every use of faust-streaming's private internals, in one place, checked at start.
+
+invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
+* `Consumer._drain_messages`, copied below with one change: records of topics routed
+  to a batch queue (`streams/fastpath.py`) go there per partition instead of through
+  Faust's per-record path;
+* `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to bound the fetch wait;
+* a table's `_new_changelog_topic()`, `data` (the store) and the memory store's
+  `_key_partition` (used by `streams/state.py`);
+* `faust.streams._current_event`, set around a batch.
+
+`check_version()` runs when the app is built: on a version these were not written for,
+the worker stops with one clear line instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from typing import Any
+
+import faust
+from faust.streams import _current_event as current_event
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
+
+from models.errors import InvsyncError
+
+__all__ = [
+    "SUPPORTED",
+    "FaustVersionError",
+    "bound_fetch_wait",
+    "check_version",
+    "current_event",
+    "install_batch_drainer",
+    "key_partitions",
+    "rebuild_changelog_topic",
+]
+
+SUPPORTED = "0.15."
+"""The faust-streaming series these internals were written for."""
+
+
+class FaustVersionError(InvsyncError):
+    """The installed faust-streaming is not the series invsync was written for."""
+
+
+def check_version(version: str | None = None) -> None:
+    found = version if version is not None else faust.__version__
+    if not found.startswith(SUPPORTED):
+        raise FaustVersionError(
+            f"faust-streaming {found} is installed; invsync needs {SUPPORTED}x "
+            "(it patches internals of that series): pip install 'faust-streaming>=0.15.3,<0.16'"
+        )
+
+
+# --- tables -----------------------------------------------------------------------------
+
+
+def rebuild_changelog_topic(table: Any) -> None:
+    """Recreate the changelog topic after changing the table's serializers, so recovery
+    decodes with them (Faust takes serializers from model types only)."""
+    table.changelog_topic = table._new_changelog_topic()
+
+
+def key_partitions(table: Any) -> MutableMapping[Any, int]:
+    """The memory store's key -> changelog partition of recovered keys ({} if none)."""
+    found: MutableMapping[Any, int] = getattr(table.data, "_key_partition", {})
+    return found
+
+
+# --- the broker -------------------------------------------------------------------------
+
+
+async def broker_reachable(app: Any, timeout_s: float = 1.0) -> bool:
+    """Whether the app's producer can reach a broker now (one connection check)."""
+    producer = getattr(app.producer, "_producer", None)
+    client = getattr(producer, "client", None)
+    if client is None:
+        return False
+    try:
+        node = client.get_random_node()
+        if node is None:
+            return False
+        return bool(await asyncio.wait_for(client.ready(node), timeout_s))
+    except (TimeoutError, OSError):
+        return False
+
+
+# --- the fetch wait ---------------------------------------------------------------------
+
+# How long the broker may hold a fetch that finds no new data. Faust hard-codes 1500 ms
+# (faust/transport/drivers/aiokafka.py, `_create_worker_consumer`). aiokafka keeps one
+# fetch in flight per broker and leaves out of it every partition whose records are still
+# buffered, so right after a fetch returned stock events the next fetch often covers only
+# idle partitions (commands, orders, shipments, the global tables' changelogs): the broker
+# parks it for the whole wait while new stock events pile up behind it. At 1500 ms that
+# was the 1-2 s bursts seen in the live latency; `streams/app.py` bounds the stall.
+
+
+def bound_fetch_wait(app: Any, wait_ms: int) -> None:
+    """Make Faust's worker consumer of ``app`` wait at most ``wait_ms`` for a fetch."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    app._invsync_fetch_max_wait_ms = wait_ms
+
+    thread_cls: Any = AIOKafkaConsumerThread
+    if getattr(thread_cls, "_invsync_fetch_wait_patched", False):
+        return
+    create = thread_cls._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        wait_ms = getattr(self.consumer.app, "_invsync_fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start()
+        return consumer
+
+    thread_cls._create_worker_consumer = _create_worker_consumer
+    thread_cls._invsync_fetch_wait_patched = True
+
+
+# --- the batch drainer ------------------------------------------------------------------
+
+
+def install_batch_drainer() -> None:
+    """Route records of topics in ``app._batch_queues`` to those queues (idempotent)."""
+    Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+
+
+_orig_drain: Any = Consumer._drain_messages
+
+
+async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no cover
+    app = self.app
+    batch_queues: dict[str, Any] = getattr(app, "_batch_queues", {})
+    if not batch_queues:
+        await _orig_drain(self, fetcher)
+        return
+    callback = self.callback
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    read_offset = self._read_offset
+    to_message = self._to_message
+    set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+    acks_enabled_for = app.topics.acks_enabled_for
+    suspend_flow = self.suspend_flow
+    commit_every = self._commit_every
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(CONSUMER_FETCHING)
+            records, active = await self._wait_next_records(1.0)
+            await asyncio.sleep(0)
+            if not records or self.should_stop or not self.flow_active:
+                unset_flag(CONSUMER_FETCHING)
+                continue
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0  # as Faust's own drainer: commit every N acks too
+                await self.commit()
+            generation_id = app.consumer_generation_id
+            for tp, recs in records.items():
+                if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    continue
+                if app.consumer_generation_id != generation_id or not self.flow_active:
+                    break
+                app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                r_offset = read_offset[tp]
+                msgs = [to_message(tp, r) for r in recs if r_offset is None or r.offset >= r_offset]
+                if not msgs:
+                    continue
+                first = msgs[0].offset
+                if r_offset and first - r_offset > 1 and acks_enabled_for(tp.topic):
+                    await self._add_gap(tp, r_offset + 1, first)
+                q = batch_queues.get(tp.topic)
+                if q is not None:
+                    await q.put((tp, msgs))
+                else:  # normal per-message path for every other topic
+                    for m in msgs:
+                        await self.wait_first(callback(m), suspend_flow.wait())
+                read_offset[tp] = msgs[-1].offset
+            unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            return
+        raise
+    finally:
+        unset_flag(CONSUMER_FETCHING)
