@@ -167,6 +167,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app._invsync_fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # type: ignore[attr-defined]
     reg = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(reg)
+    metrics.set_windows(settings.debounce_ms / 1000, settings.max_delay_ms / 1000)
 
     stock_and_commands = raw_topic(app, settings.topic_stock_events, settings.topic_commands)
     commands = raw_topic(app, settings.topic_commands)
@@ -350,6 +351,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # that showed up as the live latency's p99. Refcounting still frees it.
         gc.collect()
         gc.freeze()
+
+    # Stand-in until /ready exists: no rebalance or table recovery under way.
+    metrics.report_ready(
+        lambda: not app.rebalancing
+        and not app.in_recovery
+        and app.tables.recovery.completed.is_set()
+    )
 
     @app.page("/health")
     class Health(View):
