@@ -166,3 +166,12 @@ def test_docker_compose_config_is_valid() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_prometheus_in_compose_has_the_alert_rules(compose: dict[str, Any]) -> None:
+    config = load_yaml(DASHBOARDS / "prometheus.yml")
+    prom = dict(mounts(compose["services"]["prometheus"]))
+    config_dir = Path(prom["./dashboards/prometheus.yml"]).parent
+    for rule_file in config["rule_files"]:
+        assert f"./dashboards/{rule_file}" in prom, f"{rule_file} is not mounted"
+        assert Path(prom[f"./dashboards/{rule_file}"]) == config_dir / rule_file
