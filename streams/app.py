@@ -27,6 +27,7 @@ from models.orders import command_key
 from streams import fastpath
 from streams.deadletters import DeadLetters
 from streams.inventory import InventoryAgent
+from streams.logs import log_context
 from streams.metrics import Metrics, render
 from streams.push import MarketplacePusher
 from streams.router import OrderRouter, update_message
@@ -302,7 +303,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             try:
                 order = decode_order_event(msg.value or b"")
                 key = msg.key.decode("utf-8") if msg.key else None
-                await router.handle(order, key)
+                with log_context(order_code=key):
+                    await router.handle(order, key)
             except (DecodeError, UnicodeDecodeError) as exc:
                 await dead_letters.reject(msg, str(exc))
 
@@ -353,10 +355,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         gc.freeze()
 
     # Stand-in until /ready exists: no rebalance or table recovery under way.
+    tables: Any = app.tables  # TableManagerT does not declare `recovery`
     metrics.report_ready(
-        lambda: not app.rebalancing
-        and not app.in_recovery
-        and app.tables.recovery.completed.is_set()
+        lambda: not app.rebalancing and not app.in_recovery and tables.recovery.completed.is_set()
     )
 
     @app.page("/health")
