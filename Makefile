@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed
 KAFKA_PORT ?= 9092
 KAFKA_DATA ?= .invsync/kafka
 PYTEST_ARGS ?=
-LINT_PATHS := models connectors streams invsync tests $(wildcard bench)
+LINT_PATHS := models connectors streams invsync tests dashboards $(wildcard bench)
 
-.PHONY: run worker test unit lint format bench kafka-start kafka-stop clean
+.PHONY: run worker test unit lint format bench kafka-start kafka-stop dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,dev]"
+	$(BIN)/pip install --quiet -e ".[test,dev,dashboards]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,10 +45,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
+	$(BIN)/mypy dashboards/generate.py
 
 format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+## dashboards: regenerate dashboards/grafana/*.json from dashboards/generate.py
+dashboards: $(STAMP)
+	$(BIN)/python dashboards/generate.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

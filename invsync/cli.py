@@ -13,14 +13,24 @@ from streams.settings import SettingsError, load_settings
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
+    import logging.config
+
     from faust import Worker
 
     from streams.app import create_app
+    from streams.logs import logging_config
     from streams.topics import ensure_topics
 
+    # Ours until the worker starts; then Faust applies the same config to its own set-up.
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     asyncio.run(ensure_topics(settings))
     runtime = create_app(settings)
-    worker = Worker(runtime.app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = Worker(
+        runtime.app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        logging_config=logging_config(settings.log_format, settings.log_level),
+    )
     worker.execute_from_commandline()
     return 0
 

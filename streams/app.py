@@ -28,6 +28,7 @@ from models.orders import command_key
 from streams import fastpath, faustcompat
 from streams.deadletters import DeadLetters
 from streams.inventory import InventoryAgent
+from streams.logs import log_context
 from streams.metrics import Metrics, render
 from streams.push import MarketplacePusher
 from streams.router import OrderRouter, update_message
@@ -165,6 +166,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     faustcompat.bound_fetch_wait(app, FETCH_MAX_WAIT_MS)
     reg = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(reg)
+    metrics.set_windows(settings.debounce_ms / 1000, settings.max_delay_ms / 1000)
 
     stock_and_commands = raw_topic(app, settings.topic_stock_events, settings.topic_commands)
     commands = raw_topic(app, settings.topic_commands)
@@ -302,7 +304,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             try:
                 order = decode_order_event(msg.value or b"")
                 key = msg.key.decode("utf-8") if msg.key else None
-                await router.handle(order, key)
+                with log_context(order_code=key):
+                    await router.handle(order, key)
             except (DecodeError, UnicodeDecodeError) as exc:
                 await dead_letters.reject(msg, str(exc))
 
@@ -352,6 +355,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # that showed up as the live latency's p99. Refcounting still frees it.
         gc.collect()
         gc.freeze()
+
+    # Stand-in until /ready exists: no rebalance or table recovery under way.
+    tables: Any = app.tables  # TableManagerT does not declare `recovery`
+    metrics.report_ready(
+        lambda: not app.rebalancing and not app.in_recovery and tables.recovery.completed.is_set()
+    )
 
     @app.page("/health")
     class Health(View):

@@ -156,7 +156,12 @@ class InventoryAgent:
             now = time.time() if now_epoch is None else now_epoch
             expired = self.engine.expire(now, self.clock())
             for key, order in expired.orders:
-                log.warning("reservation of order %s at %s expired unreleased", order, key)
+                log.warning(
+                    "reservation of order %s at %s expired unreleased",
+                    order,
+                    key,
+                    extra={"key": key, "order_code": order},
+                )
             if expired.orders:
                 self.metrics.reservations_expired.inc(len(expired.orders))
             self.metrics.reservations_open.set(expired.open_reservations)

@@ -9,7 +9,7 @@ shows 0 rather than "no data" before the first occurrence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -19,6 +19,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 NAMESPACE = "invsync"
 
@@ -268,6 +271,26 @@ class Metrics:
             buckets=HTTP_BUCKETS,
         )
 
+        # Worker state and configuration (the alert rules and dashboard thresholds use them).
+        self.ready = Gauge(
+            "ready",
+            "1 when the worker is ready (partitions assigned, tables recovered), else 0.",
+            namespace=ns,
+            registry=r,
+        )
+        self.debounce = Gauge(
+            "config_debounce_seconds",
+            "Configured coalescing debounce window (INVSYNC_DEBOUNCE_MS).",
+            namespace=ns,
+            registry=r,
+        )
+        self.max_delay = Gauge(
+            "config_max_delay_seconds",
+            "Configured coalescing max delay (INVSYNC_MAX_DELAY_MS): the freshness bound.",
+            namespace=ns,
+            registry=r,
+        )
+
         # Kafka.
         self.consumer_lag = Gauge(
             "consumer_lag_records",
@@ -284,6 +307,19 @@ class Metrics:
         _zero(self.order_events, "type", ORDER_EVENT_TYPES)
         _zero(self.order_updates, "type", ORDER_UPDATE_TYPES)
         self._lag_series: set[tuple[str, str]] = set()
+        # prometheus_client registers these on its global registry only; ours is our own.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+
+    def set_windows(self, debounce_s: float, max_delay_s: float) -> None:
+        """Expose the coalescing windows, so thresholds and alerts follow the configuration."""
+        self.debounce.set(debounce_s)
+        self.max_delay.set(max_delay_s)
+
+    def report_ready(self, check: Callable[[], bool]) -> None:
+        """Evaluate `check` at every scrape for `invsync_ready` (1 ready, 0 not)."""
+        self.ready.set_function(lambda: 1.0 if check() else 0.0)
 
     def set_lag(
         self,

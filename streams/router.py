@@ -189,7 +189,13 @@ class OrderRouter:
     ) -> None:
         code = error.code if isinstance(error, IncreffError) else None
         description = error.description if isinstance(error, IncreffError) else None
-        log.warning("Increff rejected %s %s: %s", event.type, order_code, error)
+        log.warning(
+            "Increff rejected %s %s: %s",
+            event.type,
+            order_code,
+            error,
+            extra={"order_code": order_code},
+        )
         self.metrics.increff_rejections.labels(event.type).inc()
         payload = {
             "orderCode": order_code,

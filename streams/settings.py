@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1, le=16)
     fast_path: bool = True
     log_level: str = Field("info", pattern=r"^(?i:debug|info|warning|error)$")
+    log_format: str = Field("text", pattern=r"^(?i:text|json)$")  # json: one object a line
 
     topic_stock_events: TopicName = "warehouse.stock-events"
     topic_orders: TopicName = "marketplace.orders"

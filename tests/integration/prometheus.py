@@ -29,11 +29,13 @@ DASHBOARD_FILES = (
     ROOT / "dashboards/grafana/order-lifecycle.json",
 )
 
-# Grafana's built-in variables, as Grafana would expand them for a 1 s scrape interval.
+# Grafana's built-in variables, as Grafana would expand them for a 1 s scrape interval, and
+# the dashboards' own: `$instance` with "All" selected (the test's only worker matches).
 GRAFANA_VARIABLES = {
     "$__rate_interval": "30s",
     "$__interval": "1s",
     "$__range": "5m",
+    "$instance": ".+",
 }
 
 

@@ -59,6 +59,9 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "callbacks": ("invsync_callbacks", "counter", ("path", "status")),
     "callback_latency": ("invsync_callback_duration_seconds", "histogram", ("path",)),
     "consumer_lag": ("invsync_consumer_lag_records", "gauge", ("topic", "partition")),
+    "ready": ("invsync_ready", "gauge", ()),
+    "debounce": ("invsync_config_debounce_seconds", "gauge", ()),
+    "max_delay": ("invsync_config_max_delay_seconds", "gauge", ()),
 }
 
 
@@ -88,6 +91,8 @@ def exercise(m: Metrics) -> None:
     m.callbacks.labels(path="/increff/orders/pack", status="200").inc()
     m.callback_latency.labels(path="/increff/orders/pack").observe(0.002)
     m.set_lag({("stock", 0): 10}, {("stock", 0): 7})
+    m.set_windows(0.5, 5.0)
+    m.report_ready(lambda: True)
 
 
 def families(registry: CollectorRegistry) -> dict[str, Any]:
@@ -153,6 +158,9 @@ def test_render_returns_the_text_format_with_every_name(
         "invsync_callbacks_total",
         "invsync_callback_duration_seconds_bucket",
         "invsync_consumer_lag_records",
+        "invsync_ready",
+        "invsync_config_debounce_seconds",
+        "invsync_config_max_delay_seconds",
     ):
         assert f"\n{full}" in text, f"{full} missing from /metrics"
 
@@ -165,6 +173,31 @@ def test_render_content_type_is_accepted_by_faust_web_views(registry: CollectorR
     response = web.Response(body=body, content_type=content_type)
     assert response.content_type == "text/plain"
     assert response.headers["Content-Type"] == content_type
+
+
+def test_process_and_platform_metrics_are_exported(registry: CollectorRegistry) -> None:
+    Metrics(registry)
+    found = families(registry)
+    for name in (
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "python_info",
+        "python_gc_collections",
+    ):
+        assert name in found, f"{name} missing from /metrics"
+    assert (sample_value(registry, "process_resident_memory_bytes") or 0) > 0
+
+
+def test_windows_and_readiness_are_exported(metrics: Metrics, registry: CollectorRegistry) -> None:
+    metrics.set_windows(0.5, 5.0)
+    assert sample_value(registry, "invsync_config_debounce_seconds") == 0.5
+    assert sample_value(registry, "invsync_config_max_delay_seconds") == 5.0
+    state = {"ready": False}
+    metrics.report_ready(lambda: state["ready"])
+    assert sample_value(registry, "invsync_ready") == 0
+    state["ready"] = True
+    assert sample_value(registry, "invsync_ready") == 1  # evaluated at each scrape
 
 
 def test_metrics_stay_on_the_registry_given() -> None:
