@@ -356,11 +356,21 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         gc.collect()
         gc.freeze()
 
-    # Stand-in until /ready exists: no rebalance or table recovery under way.
-    tables: Any = app.tables  # TableManagerT does not declare `recovery`
-    metrics.report_ready(
-        lambda: not app.rebalancing and not app.in_recovery and tables.recovery.completed.is_set()
-    )
+    broker: dict[str, bool] = {"reachable": False}
+
+    def restored_reason() -> str | None:
+        if recovering["joined"] is None:
+            return "not yet a member of the consumer group (no partitions assigned)"
+        if recovering["generation"] is not None or engine.active != engine.assignment:
+            return "rebalancing: tables are being restored"
+        return None
+
+    async def check_broker() -> None:
+        broker["reachable"] = await faustcompat.broker_reachable(app)
+
+    timer(5.0, on_leader=False)(check_broker)
+    # `invsync_ready` at each scrape: the broker as last checked (every 5 s).
+    metrics.report_ready(lambda: broker["reachable"] and restored_reason() is None)
 
     @app.page("/health")
     class Health(View):
@@ -370,13 +380,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             return self.json({"status": "ok"})
 
     async def not_ready() -> str | None:
-        if recovering["joined"] is None:
-            return "not yet a member of the consumer group (no partitions assigned)"
-        if recovering["generation"] is not None or engine.active != engine.assignment:
-            return "rebalancing: tables are being restored"
-        if not await faustcompat.broker_reachable(app):
-            return "broker unreachable"
-        return None
+        reason = restored_reason()
+        if reason is None:
+            await check_broker()
+            if not broker["reachable"]:
+                reason = "broker unreachable"
+        return reason
 
     @app.page("/ready")
     class Ready(View):
