@@ -1,0 +1,267 @@
+"""The fault suite's parts: a seeded workload, a paced feeder, Kafka offset checks, and
+the judge that compares a faulty run with one clean pass (DESIGN.md "Faults the pipeline
+survives").
+
+Sizes come from the environment so CI runs a small version and `make faults` a long one:
+`FAULT_SEED` (default 1), `FAULT_EVENTS` (default 6000), `FAULT_RATE` (events/s, 800).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.integration.inventory_support import latest_by_key, read_all
+from tests.integration.support import WorkerProcess, isolated_env
+
+SEED = int(os.environ.get("FAULT_SEED", "1"))
+EVENTS = int(os.environ.get("FAULT_EVENTS", "6000"))
+RATE = float(os.environ.get("FAULT_RATE", "800"))
+
+
+@dataclass
+class Workload:
+    """Stock events and order events over a set of keys, in the order they are produced."""
+
+    records: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (kind, key, value)
+
+    @property
+    def keys(self) -> set[str]:
+        return {k.decode() for kind, k, _ in self.records if kind == "stock"}
+
+
+def workload(seed: int, events: int, keys: int = 120) -> Workload:
+    """Deltas, snapshots, orders, customer cancellations and picks, seeded.
+
+    One location code holds a ':' (DESIGN.md keys are `LOC:SKU`; a location may contain it).
+    """
+    rng = random.Random(seed)
+    # Recent times: reservations must not reach their 24 h expiry during the run.
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    locations = ["WH0", "WH1", "W:H"]
+    all_keys = [(locations[i % 3], f"SKU-{i}") for i in range(keys)]
+    orders: list[tuple[str, str, list[tuple[str, int]]]] = []  # (code, location, lines)
+    out = Workload()
+    for n in range(events):
+        at = t0 + timedelta(milliseconds=n)
+        roll = rng.random()
+        loc, sku = rng.choice(all_keys)
+        if roll < 0.55:
+            out.records.append(_stock(n, loc, sku, rng.randint(-3, 6), at))
+        elif roll < 0.6:
+            out.records.append(_stock(n, loc, sku, rng.randint(0, 40), at, kind="SNAPSHOT"))
+        elif roll < 0.78:
+            same_loc = [s for lo, s in all_keys if lo == loc]
+            lines = [(s, rng.randint(1, 3)) for s in rng.sample(same_loc, rng.randint(1, 2))]
+            code = f"O{seed}-{n}"
+            orders.append((code, loc, lines))
+            out.records.append(_order(n, "ORDER_CREATED", code, loc, lines, at))
+        elif roll < 0.86 and orders:
+            code, loc, lines = rng.choice(orders)
+            cancelled = [(s, rng.randint(0, q)) for s, q in lines]
+            out.records.append(_order(n, "CUSTOMER_CANCELLED", code, loc, cancelled, at))
+        elif orders:
+            code, loc, lines = rng.choice(orders)
+            s, q = rng.choice(lines)
+            out.records.append(_stock(n, loc, s, -rng.randint(1, q), at, order=code))
+        else:
+            out.records.append(_stock(n, loc, sku, 5, at))
+    return out
+
+
+def _stock(
+    n: int, loc: str, sku: str, qty: int, at: datetime, *, kind: str = "DELTA", order: str = ""
+) -> tuple[str, bytes, bytes]:
+    body: dict[str, Any] = {
+        "eventId": f"s{n}",
+        "type": kind,
+        "locationCode": loc,
+        "channelSkuCode": sku,
+        "quantity": qty,
+        "occurredAt": at.isoformat(),
+    }
+    if order:
+        body["orderCode"] = order
+    return "stock", f"{loc}:{sku}".encode(), orjson.dumps(body)
+
+
+def _order(
+    n: int, kind: str, code: str, loc: str, lines: list[tuple[str, int]], at: datetime
+) -> tuple[str, bytes, bytes]:
+    field_name = "quantity" if kind == "ORDER_CREATED" else "cancelledQuantity"
+    payload: dict[str, Any] = {
+        "orderCode": code,
+        "locationCode": loc,
+        "orderItems": [
+            {"channelSkuCode": s, "orderItemCode": f"{code}-{i}", field_name: q}
+            for i, (s, q) in enumerate(lines)
+        ],
+    }
+    if kind == "ORDER_CREATED":
+        payload.update(orderTime=at.isoformat(), orderType="SO")
+    event = {"eventId": f"o{n}", "type": kind, "occurredAt": at.isoformat(), "payload": payload}
+    return "orders", code.encode(), orjson.dumps(event)
+
+
+class Feeder:
+    """Produces a workload at a steady rate in the background; `done` counts what was sent."""
+
+    def __init__(self, bootstrap: str, env: dict[str, str], work: Workload, rate: float) -> None:
+        self.bootstrap = bootstrap
+        self.topics = {
+            "stock": env["INVSYNC_TOPIC_STOCK_EVENTS"],
+            "orders": env["INVSYNC_TOPIC_ORDERS"],
+        }
+        self.work = work
+        self.rate = rate
+        self.done = 0
+        self.paused = asyncio.Event()
+        self.paused.set()  # set = running
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / max(1, len(self.work.records))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
+        await producer.start()
+        try:
+            tick = 0.05
+            per_tick = max(1, int(self.rate * tick))
+            records = self.work.records
+            while self.done < len(records):
+                await self.paused.wait()
+                started = time.monotonic()
+                for kind, key, value in records[self.done : self.done + per_tick]:
+                    await producer.send(self.topics[kind], value, key=key)
+                await producer.flush()
+                self.done = min(len(records), self.done + per_tick)
+                await asyncio.sleep(max(0.0, tick - (time.monotonic() - started)))
+        finally:
+            await producer.stop()
+
+    async def reach(self, fraction: float, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.fraction < fraction:
+            if self.task is not None and self.task.done():
+                self.task.result()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"feeder stuck at {self.fraction:.0%}")
+            await asyncio.sleep(0.05)
+
+    async def finish(self) -> None:
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 300)
+
+
+async def committed_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
+    """End offset minus the group's committed offset, summed per topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))
+        ]
+        ends = await consumer.end_offsets(tps)
+        lag: dict[str, int] = dict.fromkeys(topics, 0)
+        for tp in tps:
+            done = committed.get(tp)
+            lag[tp.topic] += ends[tp] - (
+                done.offset if done is not None and done.offset >= 0 else 0
+            )
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def wait_committed(
+    bootstrap: str, group: str, topics: list[str], timeout: float = 120.0
+) -> dict[str, int]:
+    """Wait until the group's committed offsets reach the end of every topic."""
+    deadline = time.monotonic() + timeout
+    lag = await committed_lag(bootstrap, group, topics)
+    while any(lag.values()) and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        lag = await committed_lag(bootstrap, group, topics)
+    return lag
+
+
+def input_topics(env: dict[str, str]) -> list[str]:
+    return [
+        env["INVSYNC_TOPIC_STOCK_EVENTS"],
+        env["INVSYNC_TOPIC_ORDERS"],
+        f"{env['INVSYNC_APP_ID']}-inventory-commands",
+    ]
+
+
+async def settled_output(
+    bootstrap: str, env: dict[str, str], workers: list[WorkerProcess]
+) -> dict[str, int]:
+    """The newest published quantity per key once the group committed everything."""
+    lag = await wait_committed(bootstrap, env["INVSYNC_APP_ID"], input_topics(env))
+    logs = "\n".join(w.log_tail(25) for w in workers)
+    assert not any(lag.values()), f"committed offsets did not reach the end: {lag}\n{logs}"
+    out = await read_all(bootstrap, env["INVSYNC_TOPIC_INVENTORY"], quiet_s=3.0, timeout=60.0)
+    return {k: v["quantity"] for k, v in latest_by_key(out).items()}
+
+
+async def clean_pass(bootstrap: str, env: dict[str, str], tmp: Path) -> dict[str, int]:
+    """One clean pass: a fresh worker (new group, new output) over the same input topics."""
+    tag = uuid.uuid4().hex[:6]
+    clean_env = isolated_env(
+        bootstrap,
+        tmp / f"clean-{tag}",
+        **{
+            k: v
+            for k, v in env.items()
+            if k.startswith("INVSYNC_") and k not in ("INVSYNC_WEB_PORT", "INVSYNC_DATA_DIR")
+        },
+    )
+    clean_env.update(
+        INVSYNC_APP_ID=f"clean-{tag}",
+        INVSYNC_TOPIC_INVENTORY=f"clean-inventory-{tag}",
+        INVSYNC_TOPIC_DEAD_LETTERS=f"clean-dead-{tag}",
+        INVSYNC_TOPIC_ORDER_UPDATES=f"clean-updates-{tag}",
+        INVSYNC_FAST_PATH="true",
+    )
+    worker = WorkerProcess(clean_env, tmp / f"clean-{tag}.log")
+    await asyncio.get_running_loop().run_in_executor(None, lambda: worker.start(ready=True))
+    try:
+        return await settled_output(bootstrap, clean_env, [worker])
+    finally:
+        worker.stop()
+
+
+def judge(got: dict[str, int], want: dict[str, int], logs: Callable[[], str]) -> None:
+    """Every key's newest version carries the quantity of one clean pass."""
+    wrong = {
+        k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)
+    }
+    assert not wrong, f"{len(wrong)} keys differ (faulty run, clean pass): {wrong}\n{logs()}"
