@@ -322,14 +322,27 @@ def _sku_of(raw: Any) -> str:
     return "" if sku is None else str(sku)[:MAX_MESSAGE]
 
 
-def plan_inventory(body: bytes, now: datetime) -> tuple[list[StockEvent], SkuListResponse]:
+def atp_key(body: bytes) -> str:
+    """Idempotency key of an ATP push: its exact bytes (Increff retries resend them)."""
+    return f"atp:{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def plan_inventory(
+    body: bytes, now: datetime, window_s: float = 300.0
+) -> tuple[list[StockEvent], SkuListResponse]:
     """Each valid item becomes an absolute SNAPSHOT; invalid items go to `failureList`.
 
-    Event ids derive from the location, SKU, quantity and the request bytes, so a push
-    Increff retries is dropped by the inventory agent's eventId ring.
+    Increff sends no request id, and pushes the same figures again periodically (which
+    must apply: they re-anchor drift), while a retry of a push (same bytes, within
+    `window_s`) must not: its figure is older than its arrival. So event ids derive from
+    the request bytes, the item and the `window_s` time bucket of `now`: a retry in the
+    same bucket is dropped by the inventory agent's eventId ring; the handler also
+    answers a retry within `window_s` of the remembered answer without publishing, and
+    a push `window_s` or more after that always lands in a later bucket, so it applies.
     """
     envelope = parse_body(_AtpEnvelope, body)
     request_digest = hashlib.sha256(body).hexdigest()[:16]
+    bucket = int(now.timestamp() // window_s)
     events: list[StockEvent] = []
     success: list[str] = []
     failure: list[str] = []
@@ -345,7 +358,7 @@ def plan_inventory(body: bytes, now: datetime) -> tuple[list[StockEvent], SkuLis
         item_digest = digest(envelope.locationCode, item.channelSkuCode, item.quantity)
         events.append(
             StockEvent(
-                eventId=f"increff-atp:{request_digest}:{item_digest[:32]}",
+                eventId=f"increff-atp:{request_digest}:{bucket}:{item_digest[:32]}",
                 type="SNAPSHOT",
                 locationCode=envelope.locationCode,
                 channelSkuCode=item.channelSkuCode,
