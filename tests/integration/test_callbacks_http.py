@@ -89,7 +89,8 @@ async def exchange(
 
 def request_head(method: str, path: str, length: int | None, extra: str = AUTH) -> str:
     size = f"Content-Length: {length}\r\n" if length is not None else ""
-    return f"{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}{size}Content-Type: application/json\r\n\r\n"
+    kind = "Content-Type: application/json\r\n"
+    return f"{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}{size}{kind}\r\n"
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
@@ -152,7 +153,7 @@ async def test_a_body_that_never_arrives_whole_publishes_nothing(
 ) -> None:
     body = pack("CUT-1", 9101)
     # The client promises more than it sends, then aborts.
-    reader, writer = await asyncio.open_connection("127.0.0.1", port(worker))
+    _, writer = await asyncio.open_connection("127.0.0.1", port(worker))
     writer.write(request_head("POST", "/increff/orders/pack", len(body) + 50).encode() + body)
     await writer.drain()
     await asyncio.sleep(0.5)
@@ -217,11 +218,12 @@ async def test_every_layer_answers_the_contract_body_and_never_echoes_the_token(
     worker: WorkerProcess,
 ) -> None:
     body = pack("ERR-1", 9301)
+    start = "POST /increff/orders/pack HTTP/1.1\r\nHost: t\r\n"
     cases = [
         # a malformed header line carrying the token (aiohttp's parser refuses it)
-        (f"POST /increff/orders/pack HTTP/1.1\r\nHost: t\r\nx-increff-token {TOKEN}\r\n\r\n", 400),
+        (f"{start}x-increff-token {TOKEN}\r\n\r\n", 400),
         (
-            f"POST /increff/orders/pack HTTP/1.1\r\nHost: t\r\nx-increff-token: {TOKEN}\x01\r\n\r\n",
+            f"{start}x-increff-token: {TOKEN}\x01\r\n\r\n",
             400,
         ),
         (request_head("OPTIONS", "/increff/orders/pack", 0), 405),

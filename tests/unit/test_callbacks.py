@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from models.callbacks import digest, plan_inventory
+from models.callbacks import digest, plan_acknowledgements, plan_inventory
 from models.events import InventoryCommand, StockEvent, command_id
 from streams import callbacks as cb
 from streams.callbacks import CallbackHandler, CallbackRequest, CallbackResponse
@@ -809,7 +809,7 @@ async def test_large_bodies_are_parsed_off_the_event_loop(
     handler: CallbackHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[int] = []
-    real = cb.plan_acknowledgements
+    real = plan_acknowledgements
 
     def recording(body: bytes) -> Any:
         threads.append(threading.get_ident())
