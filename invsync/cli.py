@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from invsync import localkafka
-from streams.settings import SettingsError, load_settings
+from streams.settings import SettingsError, load_settings, require_callback_auth
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
+    require_callback_auth(settings)  # before touching the broker: one clear line
     import logging.config
 
     from faust import Worker

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from models.increff_orders import (
     Address,
@@ -23,16 +23,23 @@ from models.increff_orders import (
     Text,
 )
 
-LaxQty = Annotated[int, Field(ge=0)]
+LaxQty = Annotated[int, Field(ge=0, strict=False)]
 """A quantity Increff has been seen to send as a string (`"consolidatedQuantity": "26"`)."""
 
 
-class OrderRef(IncreffModel):
+class CallbackBody(IncreffModel):
+    """A body Increff sends us: strict types (no `true` for 1, no `1.0` for an id, no
+    `"yes"` for a boolean), since a coerced id would make a later real one a repeat."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True)
+
+
+class OrderRef(CallbackBody):
     locationCode: Code
     orderCode: Code
 
 
-class OrderAcknowledgement(IncreffModel):
+class OrderAcknowledgement(CallbackBody):
     """`PUT` order acknowledgement; consolidationType ALL / STORE / NONE."""
 
     orders: list[OrderRef] = Field(min_length=1)
@@ -43,13 +50,13 @@ class OrderAcknowledgementResponse(IncreffModel):
     successOrders: list[OrderRef] = Field(default_factory=list)
 
 
-class Dimensions(IncreffModel):
+class Dimensions(CallbackBody):
     length: float | None = None
     breadth: float | None = None
     height: float | None = None
 
 
-class InvoiceItem(IncreffModel):
+class InvoiceItem(CallbackBody):
     channelSkuCode: Code
     itemName: Str255 | None = None
     quantity: Qty | None = None
@@ -67,7 +74,7 @@ class InvoiceItem(IncreffModel):
     imageUrl: Text | None = None
 
 
-class PackInvoice(IncreffModel):
+class PackInvoice(CallbackBody):
     fromAddress: Address | None = None
     shippingAddress: Address | None = None
     billingAddress: Address | None = None
@@ -81,7 +88,7 @@ class PackInvoice(IncreffModel):
     invoiceItems: list[InvoiceItem] = Field(default_factory=list)
 
 
-class PackBox(IncreffModel):
+class PackBox(CallbackBody):
     boxId: Id
     length: float | None = None
     breadth: float | None = None
@@ -91,14 +98,14 @@ class PackBox(IncreffModel):
     boxSkuId: Str255 | None = None
 
 
-class ShipmentItem(IncreffModel):
+class ShipmentItem(CallbackBody):
     channelSkuCode: Code
     orderItemCode: Str255 | None = None
     quantity: Qty | None = None
     itemCodes: list[Str255] = Field(default_factory=list)
 
 
-class PackOrder(IncreffModel):
+class PackOrder(CallbackBody):
     """`POST` pack order. `shipmentId` is unique per shipment: repeats must get the same answer.
 
     fulfillmentType: BLOCK_COMPLETE / SINGLE_SHIPMENT_PARTIAL / MULTI_SHIPMENT_PARTIAL.
@@ -188,12 +195,12 @@ class GetShippingLabelResponse(IncreffModel):
         return self
 
 
-class BoxAwb(IncreffModel):
+class BoxAwb(CallbackBody):
     boxId: Id
     awbNumber: Str255 | None = None
 
 
-class ManifestItem(IncreffModel):
+class ManifestItem(CallbackBody):
     orderCode: Code
     shipmentCode: Str255 | None = None
     awbNumber: Str255 | None = None
@@ -203,7 +210,7 @@ class ManifestItem(IncreffModel):
     )
 
 
-class CreateManifest(IncreffModel):
+class CreateManifest(CallbackBody):
     """`POST` create manifest."""
 
     manifestItems: list[ManifestItem] = Field(min_length=1)
@@ -222,7 +229,7 @@ class ManifestResponse(IncreffModel):
     manifestItems: list[ManifestItemRef] = Field(default_factory=list)
 
 
-class HandoverItem(IncreffModel):
+class HandoverItem(CallbackBody):
     orderCode: Code
     shipmentCode: Str255 | None = None
     gatePassCode: Str255 | None = None
@@ -232,14 +239,14 @@ class HandoverItem(IncreffModel):
     )
 
 
-class Handover(IncreffModel):
+class Handover(CallbackBody):
     """`POST` handover; must succeed on repeats."""
 
     locationCode: Str255 | None = None
     handoverItems: list[HandoverItem] = Field(min_length=1)
 
 
-class SellerCancelledItem(IncreffModel):
+class SellerCancelledItem(CallbackBody):
     channelSkuCode: Code
     orderItemCode: Str255 | None = None
     cancelledQuantity: Qty
@@ -250,7 +257,7 @@ class SellerCancelledItem(IncreffModel):
     sellerRejectQty: Qty | None = None
 
 
-class SellerCancellation(IncreffModel):
+class SellerCancellation(CallbackBody):
     """`PUT` seller cancellation: one order per call."""
 
     orderCode: Code
@@ -258,7 +265,7 @@ class SellerCancellation(IncreffModel):
     orderItems: list[SellerCancelledItem] = Field(min_length=1)
 
 
-class AtpInventoryItem(IncreffModel):
+class AtpInventoryItem(CallbackBody):
     channelSkuCode: Code
     quantity: Qty
     """Always the absolute saleable quantity; zero is sent as zero."""
@@ -266,7 +273,7 @@ class AtpInventoryItem(IncreffModel):
     minExpiry: Str255 | None = None
 
 
-class LocationAtpInventory(IncreffModel):
+class LocationAtpInventory(CallbackBody):
     """`PUT` location-wise ATP inventory (also what we push to the marketplace)."""
 
     locationCode: Code
@@ -281,7 +288,7 @@ class ConsolidatedAtpItem(AtpInventoryItem):
     consolidationType: Str255 | None = None
 
 
-class ConsolidatedAtpInventory(IncreffModel):
+class ConsolidatedAtpInventory(CallbackBody):
     """`PUT` consolidated ATP; consolidationType ALL / STORE; location per item."""
 
     inventories: list[ConsolidatedAtpItem]
@@ -308,7 +315,7 @@ class SkuListResponse(IncreffModel):
         return value
 
 
-class ReturnQcItem(IncreffModel):
+class ReturnQcItem(CallbackBody):
     itemCode: Code
     channelSkuCode: Code
     qcStatus: Str255 | None = None
@@ -316,7 +323,7 @@ class ReturnQcItem(IncreffModel):
     imageUrls: list[Text] = Field(default_factory=list)
 
 
-class ReturnOrderAcknowledgement(IncreffModel):
+class ReturnOrderAcknowledgement(CallbackBody):
     """`PUT` return acknowledgement, sent once the return is received and QC'd (PASS/FAIL)."""
 
     returnOrderCode: Code

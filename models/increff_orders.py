@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    Strict,
     StringConstraints,
     model_validator,
 )
@@ -30,8 +31,9 @@ Qty = Annotated[int, Field(strict=True, ge=0)]
 """A quantity: a JSON integer (never a float or a string), zero or more."""
 PositiveQty = Annotated[int, Field(strict=True, gt=0)]
 Money = float
-Id = int | Code
-"""An Increff id that samples show both as a number and as a string (shipmentId, boxId)."""
+Id = Annotated[int, Strict()] | Code
+"""An Increff id that samples show both as a number and as a string (shipmentId, boxId);
+never a boolean or a float (`true` must not become shipment 1)."""
 Attributes = dict[str, JsonValue]
 
 MAX_ORDER_ITEMS = 2500

@@ -10,19 +10,24 @@ Answers: 401 wrong or missing auth header, 404 unknown route (or shipment), 405 
 method, 413 body too large, 400 bad JSON or schema, 500 anything unexpected; errors are
 `{"hasError": true, "errorMessage": ...}` and never carry header values or input.
 Repeats (same idempotency key) get the remembered answer and publish nothing.
+
+The web view calls `admit` on the request head before it reads any body byte, and
+`handle` only with the whole body; large bodies are parsed in a thread so a
+500,000-element array does not stall the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from pydantic import SecretStr
@@ -32,6 +37,7 @@ from models.callbacks import (
     CallbackError,
     NotFound,
     Plan,
+    atp_key,
     error_body,
     parse_query,
     plan_acknowledgements,
@@ -70,6 +76,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+OFF_LOOP_BYTES = 64 * 1024
+"""Bodies larger than this are parsed in a thread (the loop keeps answering)."""
+PUBLISH_CONCURRENCY = 500
+"""Order updates of one callback in flight at once (a 1 MiB acknowledgement is ~18,000)."""
+
 ACKNOWLEDGE = "PUT /increff/orders/acknowledge"
 PACK = "POST /increff/orders/pack"
 INVOICE = "GET /increff/orders/invoice"
@@ -104,10 +117,11 @@ class CallbackRequest:
 
 @dataclass(frozen=True)
 class CallbackResponse:
-    """`body` is JSON, or empty for a plain 200."""
+    """`body` is JSON, or empty for a plain 200; `at`: when it was remembered (epoch s)."""
 
     status: int
     body: bytes
+    at: float = field(default=0.0, compare=False)
 
 
 class CallbackPorts(Protocol):
@@ -168,6 +182,14 @@ class _KeyLocks:
             else:
                 self._held[key] = (lock, users - 1)
 
+    @asynccontextmanager
+    async def hold_all(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        """Hold every key's lock, taken in sorted order so two batches never deadlock."""
+        async with AsyncExitStack() as stack:
+            for key in sorted(set(keys)):
+                await stack.enter_async_context(self.hold(key))
+            yield
+
 
 Route = Callable[[CallbackRequest], Awaitable[CallbackResponse]]
 
@@ -179,19 +201,25 @@ class CallbackHandler:
         self,
         ports: CallbackPorts,
         *,
-        required_headers: Mapping[str, SecretStr],
+        required_headers: Sequence[Mapping[str, SecretStr]],
         max_bytes: int,
         metrics: Metrics | None = None,
+        atp_window_s: float = 300.0,
         clock: Callable[[], datetime] = _utcnow,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._ports = ports
-        # Header names are case-insensitive in HTTP; values are compared exactly.
-        self._required = [
-            (name.lower(), secret.get_secret_value().encode("utf-8"))
-            for name, secret in required_headers.items()
+        # Accepted header sets (any one passes; none configured: open). Header names
+        # are case-insensitive in HTTP; values are compared exactly.
+        self._accepted = [
+            [
+                (name.lower(), secret.get_secret_value().encode("utf-8"))
+                for name, secret in header_set.items()
+            ]
+            for header_set in required_headers
         ]
         self._max_bytes = max_bytes
+        self._atp_window_s = atp_window_s
         self._metrics = metrics
         self._clock = clock
         self._timer = timer
@@ -208,17 +236,44 @@ class CallbackHandler:
             RETURNS_ACKNOWLEDGE: self._return_ack,
         }
 
+    def admit(self, route: str, head: CallbackRequest) -> CallbackResponse | None:
+        """The refusal (404, 405, 401) a request gets from its head alone, if any."""
+        if route not in self._routes:
+            return self.refuse(route, 404, "unknown route")
+        try:
+            self._check(route, head)
+        except CallbackError as exc:
+            return self.refuse(route, exc.status, str(exc))
+        return None
+
+    def refuse(self, route: str, status: int, message: str) -> CallbackResponse:
+        """An error answer given without running the route (counted like any other)."""
+        response = _error(status, message)
+        self._count(route, response, 0.0)
+        return response
+
     async def handle(self, route: str, request: CallbackRequest) -> CallbackResponse:
         started = self._timer()
         run = self._routes.get(route)
         if run is None:
-            path, response = "unknown", _error(404, "unknown route")
+            response = _error(404, "unknown route")
         else:
-            path, response = route.partition(" ")[2], await self._run(route, run, request)
-        if self._metrics is not None:
-            self._metrics.callbacks.labels(path, str(response.status)).inc()
-            self._metrics.callback_latency.labels(path).observe(self._timer() - started)
+            response = await self._run(route, run, request)
+        self._count(route, response, self._timer() - started)
         return response
+
+    def _count(self, route: str, response: CallbackResponse, seconds: float) -> None:
+        if self._metrics is None:
+            return
+        path = route.partition(" ")[2] if route in self._routes else "unknown"
+        self._metrics.callbacks.labels(path, str(response.status)).inc()
+        self._metrics.callback_latency.labels(path).observe(seconds)
+
+    async def _parse(self, plan: Callable[..., T], body: bytes, *args: Any) -> T:
+        """Run a pure `plan_*` on the body; in a thread when the body is large."""
+        if len(body) <= OFF_LOOP_BYTES:
+            return plan(body, *args)
+        return await asyncio.to_thread(functools.partial(plan, body, *args))
 
     async def _run(self, route: str, run: Route, request: CallbackRequest) -> CallbackResponse:
         try:
@@ -239,13 +294,23 @@ class CallbackHandler:
             raise CallbackError(f"body larger than {self._max_bytes} bytes", status=413)
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
-        given = {name.lower(): value for name, value in headers.items()}
-        ok = True
-        for name, expected in self._required:
-            value = given.get(name)
-            # Compare every header, present or not, so timing says nothing about which failed.
-            same = hmac.compare_digest((value or "").encode("utf-8"), expected)
-            ok = ok and value is not None and same
+        if not self._accepted:
+            return True  # INVSYNC_CALLBACK_AUTH=none (settings refuse it otherwise)
+        # Header bytes that are not UTF-8 arrive surrogate-escaped: compare them as sent.
+        given = {
+            name.lower(): value.encode("utf-8", "surrogateescape")
+            for name, value in headers.items()
+        }
+        ok = False
+        for accepted in self._accepted:
+            matches = True
+            for name, expected in accepted:
+                value = given.get(name)
+                # Compare every header of every set, present or not, so timing says
+                # nothing about which one failed.
+                same = hmac.compare_digest(value or b"", expected)
+                matches = matches and value is not None and same
+            ok = ok or matches
         return ok
 
     async def _once(self, plan: Plan) -> CallbackResponse:
@@ -254,42 +319,67 @@ class CallbackHandler:
         Effects go out before the answer is remembered: a crash in between makes the
         retry send them again under the same ids, never lose them.
         """
-        async with self._locks.hold(plan.key):
-            prior = await self._ports.recall(plan.key)
-            if prior is not None:
-                return prior
-            if plan.commands:
-                await self._ports.send_commands(list(plan.commands))
-            for update in plan.updates:
-                await self._ports.publish_update(
-                    update.order_code, update.type, update.payload, event_id=update.event_id
-                )
-            response = CallbackResponse(plan.status, plan.body)
-            await self._ports.remember(plan.key, response)
-            return response
+        return (await self._once_each([plan]))[0]
+
+    async def _once_each(self, plans: Sequence[Plan]) -> list[CallbackResponse]:
+        """`_once` for many plans at a time: effects of new keys sent concurrently, each
+        key remembered once its own effects are out; the first failure raises (500) after
+        the others finished, so a retry re-sends only what was not remembered."""
+        async with self._locks.hold_all([p.key for p in plans]):
+            answers: dict[str, CallbackResponse] = {}
+            fresh: dict[str, Plan] = {}
+            for plan in plans:
+                prior = await self._ports.recall(plan.key)
+                if prior is not None:
+                    answers[plan.key] = prior
+                else:
+                    fresh.setdefault(plan.key, plan)
+            limit = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+
+            async def effects(plan: Plan) -> None:
+                async with limit:
+                    if plan.commands:
+                        await self._ports.send_commands(list(plan.commands))
+                    for update in plan.updates:
+                        await self._ports.publish_update(
+                            update.order_code,
+                            update.type,
+                            update.payload,
+                            event_id=update.event_id,
+                        )
+                    response = CallbackResponse(plan.status, plan.body, self._now())
+                    await self._ports.remember(plan.key, response)
+                    answers[plan.key] = response
+
+            results = await asyncio.gather(
+                *(effects(p) for p in fresh.values()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            return [answers[p.key] for p in plans]
 
     # --- routes -------------------------------------------------------------------
 
     async def _acknowledge(self, request: CallbackRequest) -> CallbackResponse:
-        plans, answer = plan_acknowledgements(request.body)
-        for plan in plans:
-            await self._once(plan)
+        plans, answer = await self._parse(plan_acknowledgements, request.body)
+        await self._once_each(plans)
         return CallbackResponse(200, answer)
 
     async def _pack(self, request: CallbackRequest) -> CallbackResponse:
-        return await self._once(plan_pack(request.body))
+        return await self._once(await self._parse(plan_pack, request.body))
 
     async def _manifest(self, request: CallbackRequest) -> CallbackResponse:
-        return await self._once(plan_manifest(request.body))
+        return await self._once(await self._parse(plan_manifest, request.body))
 
     async def _handover(self, request: CallbackRequest) -> CallbackResponse:
-        return await self._once(plan_handover(request.body))
+        return await self._once(await self._parse(plan_handover, request.body))
 
     async def _seller_cancel(self, request: CallbackRequest) -> CallbackResponse:
-        return await self._once(plan_seller_cancel(request.body, self._clock()))
+        return await self._once(await self._parse(plan_seller_cancel, request.body, self._clock()))
 
     async def _return_ack(self, request: CallbackRequest) -> CallbackResponse:
-        return await self._once(plan_return_ack(request.body))
+        return await self._once(await self._parse(plan_return_ack, request.body))
 
     async def _shipping_label(self, request: CallbackRequest) -> CallbackResponse:
         query = parse_query(GetShippingLabelQuery, request.query)
@@ -312,7 +402,22 @@ class CallbackHandler:
         return CallbackResponse(plan.status, plan.body)
 
     async def _inventory(self, request: CallbackRequest) -> CallbackResponse:
-        events, answer = plan_inventory(request.body, self._clock())
-        if events:
-            await self._ports.publish_snapshots(events)
-        return CallbackResponse(200, orjson.dumps(answer.to_wire()))
+        """A retry (same bytes within the window) gets the remembered answer; see
+        `plan_inventory` for why a later identical push applies again."""
+        key = atp_key(request.body)
+        async with self._locks.hold(key):
+            prior = await self._ports.recall(key)
+            now = self._clock()
+            if prior is not None and now.timestamp() - prior.at < self._atp_window_s:
+                return prior
+            events, answer = await self._parse(
+                plan_inventory, request.body, now, self._atp_window_s
+            )
+            if events:
+                await self._ports.publish_snapshots(events)
+            response = CallbackResponse(200, orjson.dumps(answer.to_wire()), now.timestamp())
+            await self._ports.remember(key, response)
+            return response
+
+    def _now(self) -> float:
+        return self._clock().timestamp()

@@ -1,15 +1,15 @@
 """Settings: every variable of DESIGN.md "Running it", validated once at start.
 
-One frozen object; secrets are `SecretStr` so they never print. A bad value stops
-the worker with one line naming the variable (`SettingsError`), never echoing a
-secret's value.
+One frozen object; secrets are `SecretStr` so they never print. Bad values stop the
+worker with one line naming every bad variable at once (`SettingsError`), never
+echoing a secret's value.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -20,8 +20,17 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
-_SECRET_VARS = {"INVSYNC_INCREFF_PASSWORD", "INVSYNC_CALLBACK_HEADERS"}
+_SECRET_VARS = {
+    "INVSYNC_INCREFF_PASSWORD",
+    "INVSYNC_CALLBACK_HEADERS",
+    "INVSYNC_MARKETPLACE_HEADERS",
+    "KAFKA_SASL_PASSWORD",
+}
+"""Variables whose value is never shown; any field holding a `SecretStr` is treated so too."""
+
+HeaderSet = dict[str, SecretStr]
 
 TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
 
@@ -64,8 +73,15 @@ class Settings(BaseSettings):
 
     marketplace_inventory_url: str | None = None
     marketplace_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
-    callback_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # Accepted header sets: a request passes when it carries every header of one set
+    # (several sets let credentials rotate without downtime).
+    callback_headers: Annotated[tuple[HeaderSet, ...], NoDecode] = ()
+    callback_auth: Literal["headers", "none"] = "headers"
     callback_max_bytes: int = Field(1_048_576, gt=0)
+    # A request head must arrive within this of the connection (or of the previous
+    # answer on a kept-alive one); a body within `callback_body_timeout_s`.
+    callback_header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    callback_body_timeout_s: float = Field(30.0, gt=0, le=3600)
 
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "0.0.0.0"  # noqa: S104 - Increff must reach the callbacks
@@ -84,9 +100,22 @@ class Settings(BaseSettings):
     topic_order_updates: TopicName = "marketplace.order-updates"
     topic_dead_letters: TopicName = "invsync.dead-letters"
 
-    @field_validator(
-        "callback_headers", "marketplace_headers", "safety_stock_overrides", mode="before"
-    )
+    @field_validator("callback_headers", mode="before")
+    @classmethod
+    def _header_sets(cls, value: Any) -> Any:
+        """A JSON object (one set) or a JSON list of objects; `{}` / empty means none."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else []
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object or a list of JSON objects") from None
+        if isinstance(value, dict):
+            value = [value] if value else []
+        if not isinstance(value, list | tuple) or not all(isinstance(v, dict) and v for v in value):
+            raise ValueError("must be a JSON object or a list of non-empty JSON objects")
+        return value
+
+    @field_validator("marketplace_headers", "safety_stock_overrides", mode="before")
     @classmethod
     def _json_object(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -100,13 +129,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _windows(self) -> Settings:
+        problems = []
         if self.max_delay_ms < self.debounce_ms:
-            raise ValueError("INVSYNC_MAX_DELAY_MS must be >= INVSYNC_DEBOUNCE_MS")
+            problems.append("INVSYNC_MAX_DELAY_MS must be >= INVSYNC_DEBOUNCE_MS")
         if self.increff_base_url and not (self.increff_username and self.increff_password):
-            raise ValueError(
+            problems.append(
                 "INVSYNC_INCREFF_USERNAME and INVSYNC_INCREFF_PASSWORD are required "
                 "when INVSYNC_INCREFF_BASE_URL is set"
             )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -116,22 +148,55 @@ class Settings(BaseSettings):
 
 
 def _env_name(field: str) -> str:
-    if field == "kafka_bootstrap_servers":
-        return "KAFKA_BOOTSTRAP_SERVERS"
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
     return f"INVSYNC_{field.upper()}"
 
 
+def _is_secret(field: str) -> bool:
+    info = Settings.model_fields.get(field)
+    return _env_name(field) in _SECRET_VARS or (
+        info is not None and "SecretStr" in repr(info.annotation)
+    )
+
+
+def _describe(error: Any) -> str:
+    """`VAR: message (got 'value')`; the value only when short and not a secret."""
+    loc = error.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not field:
+        return message  # a cross-field rule: its message names the variables
+    if not _is_secret(field) and "input" in error:
+        shown = repr(error["input"])
+        if len(shown) < 80:
+            message = f"{message} (got {shown})"
+    return f"{_env_name(field)}: {message}"
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build `Settings`, turning a validation failure into one readable line."""
+    """Build `Settings`; every bad variable is named in one line, secrets never shown."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = first.get("loc") or ("",)
-        name = _env_name(str(loc[0])) if loc and loc[0] else "settings"
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        if name not in _SECRET_VARS and "input" in first and loc[0] != "":
-            shown = repr(first["input"])
-            if len(shown) < 80:
-                message = f"{message} (got {shown})"
-        raise SettingsError(f"invalid setting {name}: {message}") from None
+        problems = list(dict.fromkeys(_describe(e) for e in exc.errors()))
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+    except SourceError as exc:
+        # pydantic-settings could not decode a variable (its message names the field,
+        # never the value).
+        raise SettingsError(f"invalid settings: {exc}") from None
+
+
+def require_callback_auth(settings: Settings) -> bool:
+    """Whether callbacks are checked; raises when no header set is configured and
+    `INVSYNC_CALLBACK_AUTH=none` does not say callbacks may run open."""
+    if settings.callback_headers:
+        return True
+    if settings.callback_auth == "none":
+        return False
+    raise SettingsError(
+        "invalid settings: INVSYNC_CALLBACK_HEADERS is required (the headers Increff's "
+        "callbacks must carry); set INVSYNC_CALLBACK_AUTH=none to serve them without auth"
+    )

@@ -9,12 +9,14 @@ same answer from whichever worker it reaches.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import faust
 import orjson
-from faust.web import Request, Response, View
+from aiohttp import web
 
 from models.events import InventoryCommand, StockEvent
 from streams.callbacks import (
@@ -23,9 +25,12 @@ from streams.callbacks import (
     CallbackRequest,
     CallbackResponse,
 )
+from streams.httpserver import BodyRefused, defer_expect, harden, read_body
 from streams.metrics import Metrics
-from streams.settings import Settings
+from streams.settings import Settings, require_callback_auth
 from streams.state import StateTable, default_partition
+
+log = logging.getLogger(__name__)
 
 SendCommands = Callable[[list[InventoryCommand]], Awaitable[None]]
 PublishUpdate = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
@@ -93,10 +98,11 @@ class KafkaCallbackPorts:
         stored = self._results.get(idem_key)
         if stored is None:
             return None
-        return CallbackResponse(status=int(stored[0]), body=str(stored[1]).encode())
+        at = float(stored[2]) if len(stored) > 2 else 0.0
+        return CallbackResponse(status=int(stored[0]), body=str(stored[1]).encode(), at=at)
 
     async def remember(self, idem_key: str, response: CallbackResponse) -> None:
-        value = [response.status, response.body.decode()]
+        value = [response.status, response.body.decode(), response.at]
         self._results.put(idem_key, value, default_partition(idem_key, self._partitions))
 
 
@@ -140,51 +146,65 @@ def install_callbacks(
         send_commands=send_commands,
         send_stock_event=send_stock_event,
     )
+    if not require_callback_auth(settings):
+        log.warning("INVSYNC_CALLBACK_AUTH=none: Increff callbacks are served without auth")
     handler = CallbackHandler(
         ports,
         required_headers=settings.callback_headers,
         max_bytes=settings.callback_max_bytes,
         metrics=metrics,
     )
-    limit = settings.callback_max_bytes
-
-    async def serve(route: str, request: Request, view: View) -> Response:
-        raw: Any = request  # faust's aiohttp driver hands over aiohttp's web.Request
-        body = await raw.content.read(limit + 1) if raw.can_read_body else b""
-        answer = await handler.handle(
-            route,
-            CallbackRequest(
-                method=request.method,
-                path=raw.path,
-                headers=dict(request.headers),
-                query=dict(request.query),
-                body=body,
-            ),
-        )
-        if not answer.body:
-            return view.bytes(b"", status=answer.status)
-        return view.bytes(answer.body, status=answer.status, content_type="application/json")
-
-    paths: dict[str, list[str]] = {}
-    for route in ROUTES:
-        method, _, path = route.partition(" ")
-        paths.setdefault(path, []).append(method)
-
-    for path, methods in paths.items():
-        app.page(path)(_view_for(path, methods, serve))
+    aio = harden(app, header_timeout_s=settings.callback_header_timeout_s)
+    serve = _server(
+        handler,
+        limit=settings.callback_max_bytes,
+        body_timeout_s=settings.callback_body_timeout_s,
+    )
+    for path in dict.fromkeys(route.partition(" ")[2] for route in ROUTES):
+        aio.router.add_route("*", path, serve, expect_handler=defer_expect)
     return handler
 
 
-def _view_for(
-    path: str, methods: list[str], serve: Callable[[str, Request, View], Awaitable[Response]]
-) -> type[View]:
-    """A View answering every method: the handler says 405 for the wrong one."""
-    own = methods[0]
+def _server(
+    handler: CallbackHandler, *, limit: int, body_timeout_s: float
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """One aiohttp handler for every callback path and method (the handler says 405).
 
-    async def answer(self: View, request: Request) -> Response:
+    Auth and method are checked on the head, before any body byte is read or
+    `100 Continue` sent; the handler sees only whole bodies.
+    """
+    methods: dict[str, list[str]] = {}
+    for route in ROUTES:
+        method, _, path = route.partition(" ")
+        methods.setdefault(path, []).append(method)
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        allowed = methods[request.path]
         method = request.method.upper()
-        route = f"{method if method in methods else own} {path}"
-        return await serve(route, request, self)
+        route = f"{method if method in allowed else allowed[0]} {request.path}"
+        head = CallbackRequest(
+            method=method,
+            path=request.path,
+            headers=request.headers,
+            query=dict(request.query),
+            body=b"",
+        )
+        answer = handler.admit(route, head)
+        if answer is None:
+            try:
+                body = await read_body(request, limit=limit, timeout_s=body_timeout_s)
+            except BodyRefused as exc:
+                response = _response(handler.refuse(route, exc.status, str(exc)))
+                if exc.status in (400, 408):
+                    response.force_close()  # the rest of the body will never be read
+                return response
+            answer = await handler.handle(route, replace(head, body=body))
+        return _response(answer)
 
-    attrs = {m: answer for m in ("get", "post", "put", "patch", "delete")}
-    return type(f"Callback{path.replace('/', '_')}", (View,), attrs)
+    return serve
+
+
+def _response(answer: CallbackResponse) -> web.Response:
+    if not answer.body:
+        return web.Response(status=answer.status)
+    return web.Response(status=answer.status, body=answer.body, content_type="application/json")

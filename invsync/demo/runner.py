@@ -47,6 +47,8 @@ from invsync.mocks.marketplace import MockMarketplace
 INCREFF_USER = "invsync-user"
 INCREFF_PASSWORD = "invsync-pass"  # noqa: S105 - the mock's published demo default
 INCREFF_DOMAIN = "invsync-domain"
+CALLBACK_HEADERS = '{"authUsername": "increff", "authPassword": "demo-callback-secret"}'
+"""The headers the demo worker requires of Increff's callbacks (as docker-compose.yml)."""
 
 ORDER_SETTLE_S = 2.0
 """Seconds an order must have been at Increff before its picks and cancellations go."""
@@ -242,6 +244,7 @@ class Demo:
             "INVSYNC_INCREFF_DOMAIN": INCREFF_DOMAIN,
             "INVSYNC_MARKETPLACE_INVENTORY_URL": f"{self.market.base_url}/inventory",
             "INVSYNC_MARKETPLACE_HEADERS": "{}",
+            "INVSYNC_CALLBACK_HEADERS": CALLBACK_HEADERS,
             "INVSYNC_DEBOUNCE_MS": str(self.opts.debounce_ms),
             "INVSYNC_MAX_DELAY_MS": str(max(self.opts.max_delay_ms, self.opts.debounce_ms)),
             "INVSYNC_SAFETY_STOCK": "0",

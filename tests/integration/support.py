@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from invsync import localkafka
+
+CALLBACK_HEADERS = {"x-increff-token": "cb-test-token"}
+"""What `isolated_env` configures as the callbacks' auth (a worker refuses to start without)."""
 
 
 def isolated_env(bootstrap: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -34,6 +38,7 @@ def isolated_env(bootstrap: str, data_dir: Path, **extra: str) -> dict[str, str]
         "INVSYNC_TOPIC_ORDER_UPDATES": f"order-updates-{tag}",
         "INVSYNC_TOPIC_DEAD_LETTERS": f"dead-letters-{tag}",
         "INVSYNC_TOPIC_PARTITIONS": "4",
+        "INVSYNC_CALLBACK_HEADERS": json.dumps(CALLBACK_HEADERS),
     }
     env.update(extra)
     return env

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from models.callbacks import digest
+from models.callbacks import digest, plan_acknowledgements, plan_inventory
 from models.events import InventoryCommand, StockEvent, command_id
 from streams import callbacks as cb
 from streams.callbacks import CallbackHandler, CallbackRequest, CallbackResponse
@@ -47,12 +48,19 @@ class FakePorts:
         self.store: dict[str, CallbackResponse] = {}
         self.fail_publish = 0
         self.publish_delay = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     async def publish_update(
         self, order_code: str, update_type: str, payload: dict[str, Any], *, event_id: str
     ) -> None:
-        if self.publish_delay:
-            await asyncio.sleep(self.publish_delay)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.publish_delay:
+                await asyncio.sleep(self.publish_delay)
+        finally:
+            self.in_flight -= 1
         if self.fail_publish:
             self.fail_publish -= 1
             raise RuntimeError("broker down")
@@ -103,7 +111,7 @@ def registry() -> CollectorRegistry:
 def handler(ports: FakePorts, registry: CollectorRegistry) -> CallbackHandler:
     return CallbackHandler(
         ports,
-        required_headers={k: SecretStr(v) for k, v in HEADERS.items()},
+        required_headers=[{k: SecretStr(v) for k, v in HEADERS.items()}],
         max_bytes=64 * 1024,
         metrics=Metrics(registry),
         clock=lambda: NOW,
@@ -199,7 +207,7 @@ async def test_event_ids_are_deterministic(ports: FakePorts) -> None:
     ids = []
     for _ in range(2):
         fresh = FakePorts()
-        h = CallbackHandler(fresh, required_headers={}, max_bytes=10_000, clock=lambda: NOW)
+        h = CallbackHandler(fresh, required_headers=[], max_bytes=10_000, clock=lambda: NOW)
         await call(h, cb.PACK, sample("pack-order.json"), headers={})
         ids.append(fresh.updates[0]["eventId"])
     assert ids[0] == ids[1]
@@ -364,20 +372,42 @@ async def test_inventory_sample_becomes_snapshots(
     assert ports.updates == []
 
 
-async def test_inventory_event_ids_repeat_with_the_request(
-    handler: CallbackHandler, ports: FakePorts
+async def test_inventory_retry_is_a_repeat_a_later_identical_push_applies(
+    ports: FakePorts,
 ) -> None:
+    now = [NOW]
+    handler = CallbackHandler(
+        ports, required_headers=[], max_bytes=10_000, atp_window_s=300, clock=lambda: now[0]
+    )
     body = sample("location-wise-atp-inventory.json")
     body["inventories"].append({"channelSkuCode": "303", "quantity": 0})
-    await call(handler, cb.INVENTORY, body)
-    await call(handler, cb.INVENTORY, body)
+    first = await call(handler, cb.INVENTORY, body, headers={})
+    now[0] = NOW + timedelta(seconds=299)  # Increff retrying: same bytes, same answer
+    retry = await call(handler, cb.INVENTORY, body, headers={})
+    assert retry == first
+    assert len(ports.snapshots) == 2  # the retry published nothing
     ids = [e.eventId for e in ports.snapshots]
-    assert ids[:2] == ids[2:]
-    assert len(set(ids[:2])) == 2
+    assert len(set(ids)) == 2
     assert ports.snapshots[1].quantity == 0  # zero is sent as zero
+    now[0] = NOW + timedelta(seconds=300)  # the next periodic push, same figures
+    await call(handler, cb.INVENTORY, body, headers={})
+    assert len(ports.snapshots) == 4
+    assert not {e.eventId for e in ports.snapshots[2:]} & set(ids)
     body["inventories"][0]["quantity"] = 39
-    await call(handler, cb.INVENTORY, body)
+    await call(handler, cb.INVENTORY, body, headers={})
     assert ports.snapshots[4].eventId not in ids
+
+
+def test_inventory_ids_of_a_push_sent_twice_in_one_window_repeat() -> None:
+    """A retry the handler could not recall (a crash before remembering, another
+    worker) still carries the same ids within the window: the eventId ring drops it."""
+    body = dumps(sample("location-wise-atp-inventory.json"))
+    ids = [
+        [e.eventId for e in plan_inventory(body, NOW + timedelta(seconds=s), 300)[0]]
+        for s in (0, 10, 400)
+    ]
+    assert ids[0] == ids[1]
+    assert ids[0] != ids[2]
 
 
 async def test_inventory_bad_items_go_to_failure_list(
@@ -566,7 +596,7 @@ async def test_header_names_are_case_insensitive(handler: CallbackHandler) -> No
 
 
 async def test_oversize_body_is_413(ports: FakePorts) -> None:
-    handler = CallbackHandler(ports, required_headers={}, max_bytes=100)
+    handler = CallbackHandler(ports, required_headers=[], max_bytes=100)
     body = dumps(sample("pack-order.json"))
     response = await handler.handle(*request(cb.PACK, body, headers={}))
     assert response.status == 413
@@ -575,7 +605,7 @@ async def test_oversize_body_is_413(ports: FakePorts) -> None:
 
 
 async def test_oversize_is_checked_after_auth(ports: FakePorts) -> None:
-    handler = CallbackHandler(ports, required_headers={"k": SecretStr("v")}, max_bytes=1)
+    handler = CallbackHandler(ports, required_headers=[{"k": SecretStr("v")}], max_bytes=1)
     assert (await handler.handle(*request(cb.PACK, b"{}", headers={}))).status == 401
 
 
@@ -642,7 +672,7 @@ async def test_concurrent_repeats_publish_once(handler: CallbackHandler, ports: 
 
 
 async def test_no_headers_configured_accepts_any(ports: FakePorts) -> None:
-    handler = CallbackHandler(ports, required_headers={}, max_bytes=10_000)
+    handler = CallbackHandler(ports, required_headers=[], max_bytes=10_000)
     response = await handler.handle(*request(cb.PACK, dumps(sample("pack-order.json")), headers={}))
     assert response.status == 200
 
@@ -679,3 +709,118 @@ async def test_metrics_by_path_and_status(
 def test_digest_is_stable_for_any_integer() -> None:
     assert digest("a", 2**70) == digest("a", 2**70)
     assert digest("a", 1) != digest("a", "1")
+
+
+# --- strict types, header sets, the head before the body, large bodies ------------------
+
+
+@pytest.mark.parametrize("bad", [True, False, 1.0, None, [], {}])
+async def test_shipment_id_is_never_coerced(handler: CallbackHandler, bad: Any) -> None:
+    body = sample("pack-order.json") | {"shipmentId": bad}
+    response = await call(handler, cb.PACK, body)
+    assert response.status == 400, bad
+    assert "shipmentId" in body_of(response)["errorMessage"]
+
+
+async def test_bool_for_a_number_or_a_number_for_a_bool_is_400(handler: CallbackHandler) -> None:
+    pack = sample("pack-order.json") | {"weight": True}
+    assert (await call(handler, cb.PACK, pack)).status == 400
+    cancel = sample("seller-cancellation.json")
+    cancel["orderItems"][0]["cancelledQuantity"] = True
+    assert (await call(handler, cb.SELLER_CANCEL, cancel)).status == 400
+    assert (
+        await call(handler, cb.PACK, sample("pack-order.json") | {"shipmentId": "77"})
+    ).status == 200
+
+
+async def test_any_one_accepted_header_set_passes(ports: FakePorts) -> None:
+    old = {"authUsername": SecretStr("increff"), "authPassword": SecretStr("old-pass")}
+    new = {"authUsername": SecretStr("increff"), "authPassword": SecretStr("new-pass")}
+    handler = CallbackHandler(ports, required_headers=[old, new], max_bytes=10_000)
+    body = dumps(sample("pack-order.json"))
+    for password, status in (("old-pass", 200), ("new-pass", 200), ("other", 401)):
+        headers = {"authUsername": "increff", "authPassword": password}
+        assert (await handler.handle(*request(cb.PACK, body, headers=headers))).status == status
+    mixed = {"authUsername": "increff"}  # a set is all of its headers
+    assert (await handler.handle(*request(cb.PACK, body, headers=mixed))).status == 401
+
+
+async def test_non_utf8_header_bytes_are_401_not_500(handler: CallbackHandler) -> None:
+    # aiohttp hands header bytes that are not UTF-8 over surrogate-escaped.
+    headers = {
+        "authUsername": "increff",
+        "authPassword": b"s3cret-\xff".decode("utf-8", "surrogateescape"),
+    }
+    response = await call(handler, cb.PACK, sample("pack-order.json"), headers=headers)
+    assert response.status == 401
+
+
+async def test_admit_judges_the_head_alone(
+    handler: CallbackHandler, registry: CollectorRegistry
+) -> None:
+    _, head = request(cb.PACK)
+    assert handler.admit(cb.PACK, head) is None
+    _, no_auth = request(cb.PACK, headers={})
+    refused = handler.admit(cb.PACK, no_auth)
+    assert refused is not None and refused.status == 401
+    wrong = handler.admit(cb.PACK, CallbackRequest("OPTIONS", head.path, HEADERS, {}, b""))
+    assert wrong is not None and wrong.status == 405
+    unknown = handler.admit("POST /nope", head)
+    assert unknown is not None and unknown.status == 404
+    assert handler.refuse(cb.PACK, 413, "too large").status == 413
+    count = registry.get_sample_value(
+        "invsync_callbacks_total", {"path": "/increff/orders/pack", "status": "413"}
+    )
+    assert count == 1
+
+
+async def test_a_large_acknowledgement_is_published_concurrently(
+    handler: CallbackHandler, ports: FakePorts
+) -> None:
+    ports.publish_delay = 0.01  # one at a time this would take 180 s
+    orders = [{"locationCode": "WH1", "orderCode": f"O-{i}"} for i in range(18_000)]
+    body = dumps({"orders": orders, "consolidationType": "NONE"})
+    assert len(body) < 1_048_576
+    handler._max_bytes = 1_048_576
+    response = await call(handler, cb.ACKNOWLEDGE, body)
+    assert response.status == 200
+    assert len(body_of(response)["successOrders"]) == 18_000
+    assert len(ports.updates) == 18_000
+    assert ports.max_in_flight == cb.PUBLISH_CONCURRENCY
+    again = await call(handler, cb.ACKNOWLEDGE, body)
+    assert again.status == 200
+    assert len(ports.updates) == 18_000  # every order remembered
+
+
+async def test_a_failed_publish_in_a_batch_is_500_and_the_retry_sends_only_the_rest(
+    handler: CallbackHandler, ports: FakePorts
+) -> None:
+    orders = [{"locationCode": "WH1", "orderCode": f"O-{i}"} for i in range(20)]
+    ports.fail_publish = 1
+    body = {"orders": orders}
+    assert (await call(handler, cb.ACKNOWLEDGE, body)).status == 500
+    assert len(ports.updates) == 19
+    assert (await call(handler, cb.ACKNOWLEDGE, body)).status == 200
+    assert len(ports.updates) == 20
+    assert len({u["eventId"] for u in ports.updates}) == 20
+
+
+async def test_large_bodies_are_parsed_off_the_event_loop(
+    handler: CallbackHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    real = plan_acknowledgements
+
+    def recording(body: bytes) -> Any:
+        threads.append(threading.get_ident())
+        return real(body)
+
+    monkeypatch.setattr(cb, "plan_acknowledgements", recording)
+    handler._max_bytes = 2_000_000
+    small = {"orders": [{"locationCode": "WH1", "orderCode": "A"}]}
+    await call(handler, cb.ACKNOWLEDGE, small)
+    huge = b"[" + b"0," * 499_999 + b"0]"  # 500,000 elements: refused, but parsed aside
+    response = await call(handler, cb.ACKNOWLEDGE, huge)
+    assert response.status == 400
+    assert threads[0] == threading.get_ident()
+    assert threads[1] != threading.get_ident()
