@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 KAFKA_PORT ?= 9092
 KAFKA_DATA ?= .invsync/kafka
 PYTEST_ARGS ?=
-LINT_PATHS := models connectors streams invsync tests dashboards $(wildcard bench)
+LINT_PATHS := models connectors streams invsync tests dashboards docs/examples $(wildcard bench)
 
 .PHONY: run worker test unit lint format docs bench kafka-start kafka-stop dashboards clean
 
