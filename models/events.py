@@ -141,6 +141,7 @@ class StockEvent(WireModel):
         json_schema_extra={
             "if": {"properties": {"type": {"const": "SNAPSHOT"}}, "required": ["type"]},
             "then": {"properties": {"quantity": {"minimum": 0}}},
+            "else": {"properties": {"basis": {"type": "null"}}},
         }
     )
 

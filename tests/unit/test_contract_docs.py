@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from connectors.errors import IncreffError
 from invsync import contractdocs
 from models.callbacks import plan_inventory
-from models.events import DeadLetter, InventoryUpdate, OrderEvent
+from models.events import DeadLetter, InventoryUpdate, OrderEvent, StockEvent
 from models.messages import ORDER_EVENT_PAYLOADS, Shipment
 from models.openapi import CALLBACKS, openapi_document
 from models.orders import reservation_commands
@@ -143,6 +143,13 @@ def test_stock_event_schema_matches_the_model() -> None:
     assert errors(schema, {**delta, "type": "SNAPSHOT"})  # negative absolute figure
     assert errors(schema, {**delta, "occurredAt": "2024-05-01T12:00:00"})  # no offset
     assert errors(schema, {**delta, "quantity": 1.5})
+    assert errors(schema, {**delta, "quantity": -1_000_000_001})
+    assert errors(schema, {**delta, "basis": "ON_HAND"})  # only a SNAPSHOT has a basis
+    snapshot = {**delta, "type": "SNAPSHOT", "quantity": 4, "basis": "AVAILABLE"}
+    valid("warehouse.stock-events.json", snapshot)
+    StockEvent.model_validate(snapshot)
+    with pytest.raises(ValueError, match="basis"):
+        StockEvent.model_validate({**delta, "basis": "ON_HAND"})
     assert schema["x-kafka"]["key"].startswith("locationCode:channelSkuCode")
 
 
