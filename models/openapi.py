@@ -250,6 +250,12 @@ def _service_paths() -> dict[str, Any]:
     """The worker's own endpoints: no auth."""
     plain = {"security": [], "tags": [OPERATIONS_TAG]}
     health = {"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]}
+    ready = {"type": "object", "properties": {"status": {"const": "ready"}}, "required": ["status"]}
+    not_ready = {
+        "type": "object",
+        "properties": {"status": {"const": "not ready"}, "reason": {"type": "string"}},
+        "required": ["status", "reason"],
+    }
     return {
         "/health": {
             "get": {
@@ -257,6 +263,17 @@ def _service_paths() -> dict[str, Any]:
                 "summary": "Liveness: the process and its event loop answer",
                 **plain,
                 "responses": {"200": {"description": "Alive", "content": _json(health)}},
+            }
+        },
+        "/ready": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness: broker reachable, partitions assigned, tables recovered",
+                **plain,
+                "responses": {
+                    "200": {"description": "Ready", "content": _json(ready)},
+                    "503": {"description": "Not ready, and why", "content": _json(not_ready)},
+                },
             }
         },
         "/metrics": {
