@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 KAFKA_PORT ?= 9092
 KAFKA_DATA ?= .invsync/kafka
 PYTEST_ARGS ?=
-LINT_PATHS := models connectors streams invsync tests dashboards $(wildcard bench)
+LINT_PATHS := models connectors streams invsync tests dashboards docs/examples $(wildcard bench)
 
-.PHONY: run worker test unit lint format bench kafka-start kafka-stop dashboards clean
+.PHONY: run worker test unit lint format docs bench kafka-start kafka-stop dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ format: $(STAMP)
 ## dashboards: regenerate dashboards/grafana/*.json from dashboards/generate.py
 dashboards: $(STAMP)
 	$(BIN)/python dashboards/generate.py
+
+## docs: regenerate docs/schemas/*.json and docs/openapi.json from the models
+docs: $(STAMP)
+	$(BIN)/python -m invsync.contractdocs
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -136,6 +136,15 @@ def _key_mismatch(key: str, named: str) -> DecodeError:
 class StockEvent(WireModel):
     """A change of on-hand (DELTA) or an absolute on-hand (SNAPSHOT) at one key."""
 
+    # The published JSON Schema states the validator below too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "SNAPSHOT"}}, "required": ["type"]},
+            "then": {"properties": {"quantity": {"minimum": 0}}},
+            "else": {"properties": {"basis": {"type": "null"}}},
+        }
+    )
+
     eventId: EventId
     type: StockEventType
     locationCode: Code
@@ -277,6 +286,28 @@ class InventoryCommand(WireModel):
     Sent by the order router keyed by the inventory key, so it is co-partitioned with
     stock events and applied by the same agent to the same state.
     """
+
+    # The published JSON Schema states the validator below too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": "RESERVE"}}, "required": ["type"]},
+                    "then": {
+                        "properties": {"quantity": {"type": "integer"}},
+                        "required": ["quantity"],
+                    },
+                },
+                {
+                    "if": {"properties": {"type": {"const": "CANCEL"}}, "required": ["type"]},
+                    "then": {
+                        "properties": {"cancelledQuantity": {"type": "integer"}},
+                        "required": ["cancelledQuantity"],
+                    },
+                },
+            ]
+        }
+    )
 
     commandId: CommandId
     type: CommandType

@@ -30,6 +30,7 @@ from streams.deadletters import DeadLetters
 from streams.inventory import InventoryAgent
 from streams.logs import log_context
 from streams.metrics import Metrics, render
+from streams.openapi import install_openapi
 from streams.push import MarketplacePusher
 from streams.router import OrderRouter, update_message
 from streams.settings import Settings
@@ -277,6 +278,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         send_stock_event=send_stock_event,
         reject=dead_letters.reject,
     )
+    install_openapi(app, settings)
 
     if settings.fast_path:
 
