@@ -16,7 +16,9 @@ from streams.settings import Settings
 
 def install_openapi(app: faust.App, settings: Settings) -> None:
     """Serve the document built once at start (it depends on nothing that changes)."""
-    body = orjson.dumps(openapi_document(list(settings.callback_headers)))
+    # Several accepted header sets (credential rotation): document every name once.
+    names = list(dict.fromkeys(name for headers in settings.callback_headers for name in headers))
+    body = orjson.dumps(openapi_document(names))
 
     @app.page("/openapi.json")
     class OpenApi(View):

@@ -102,7 +102,7 @@ def test_openapi_document_is_valid_openapi_3_1() -> None:
 
 
 def test_documented_paths_are_the_paths_the_worker_registers(tmp_path: Path) -> None:
-    runtime = create_app(Settings(data_dir=tmp_path))
+    runtime = create_app(Settings(data_dir=tmp_path, callback_auth="none"))
     served = set(runtime.app.web.views)
     documented = set(openapi_document()["paths"])
     assert documented == served
