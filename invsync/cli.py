@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
+import invsync
 from invsync import localkafka
+from invsync.localsecurity import Security
+from streams.kafka import KafkaUnavailable, security_kwargs
 from streams.settings import SettingsError, load_settings, require_callback_auth
 
 
@@ -36,9 +40,36 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _security(args: argparse.Namespace) -> Security | None:
+    if args.sasl_ssl_port is None and args.ssl_port is None:
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise localkafka.LocalKafkaError("secured listeners need --tls-cert and --tls-key")
+    users: dict[str, str] = {}
+    if args.sasl_ssl_port is not None:
+        password = os.environ.get("KAFKA_SASL_PASSWORD", "")
+        if not (args.sasl_user and password):
+            raise localkafka.LocalKafkaError(
+                "--sasl-ssl-port needs --sasl-user, with its password in KAFKA_SASL_PASSWORD"
+            )
+        users[args.sasl_user] = password
+    return Security(
+        certfile=Path(args.tls_cert),
+        keyfile=Path(args.tls_key),
+        sasl_ssl_port=args.sasl_ssl_port,
+        ssl_port=args.ssl_port,
+        cafile=Path(args.tls_ca) if args.tls_ca else None,
+        users=users,
+    )
+
+
 def _cmd_kafka_start(args: argparse.Namespace) -> int:
-    st = localkafka.start(port=args.port, data_dir=Path(args.data_dir))
+    data_dir = Path(args.data_dir)
+    st = localkafka.start(port=args.port, data_dir=data_dir, security=_security(args))
     print(f"kafka {localkafka.KAFKA_VERSION} running: pid {st.pid}, bootstrap {st.bootstrap}")
+    for protocol, address in localkafka.listeners(data_dir):
+        if protocol != "PLAINTEXT":
+            print(f"  {protocol} listener on {address}")
     return 0
 
 
@@ -84,6 +115,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             rate=args.rate,
             duration=args.duration,
             truth_path=Path(args.truth) if args.truth else None,
+            security=security_kwargs(settings),
         )
 
     return asyncio.run(run())
@@ -189,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="invsync",
         description="Inventory and order sync between Increff-run warehouses and marketplaces.",
     )
+    parser.add_argument("--version", action="version", version=f"invsync {invsync.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     worker = sub.add_parser(
@@ -202,6 +235,26 @@ def build_parser() -> argparse.ArgumentParser:
     kstart = ksub.add_parser("start", help="start the broker and wait until it answers")
     kstart.add_argument("--port", type=int, default=localkafka.DEFAULT_PORT, help="listener port")
     kstart.add_argument("--data-dir", default=str(localkafka.DEFAULT_DATA_DIR), help=data_help)
+    secured = kstart.add_argument_group(
+        "secured listeners (beside the PLAINTEXT one, to try a client as a managed cluster "
+        "would see it)"
+    )
+    secured.add_argument(
+        "--sasl-ssl-port",
+        type=int,
+        help="add a SASL_SSL listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
+    )
+    secured.add_argument(
+        "--ssl-port", type=int, help="add an SSL listener that requires client certificates"
+    )
+    secured.add_argument("--tls-cert", help="the broker's certificate, PEM, for 127.0.0.1")
+    secured.add_argument("--tls-key", help="its private key, PEM PKCS#8, unencrypted")
+    secured.add_argument("--tls-ca", help="CA of the client certificates (--ssl-port)")
+    secured.add_argument(
+        "--sasl-user",
+        help="SASL user, its password read from KAFKA_SASL_PASSWORD (SCRAM users are "
+        "created when the data dir is first formatted)",
+    )
     kstart.set_defaults(func=_cmd_kafka_start)
     kstop = ksub.add_parser("stop", help="stop the broker started from --data-dir")
     kstop.add_argument("--data-dir", default=str(localkafka.DEFAULT_DATA_DIR), help=data_help)
@@ -292,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"invsync: {exc}", file=sys.stderr)
         return 2
-    except localkafka.LocalKafkaError as exc:
+    except (localkafka.LocalKafkaError, KafkaUnavailable) as exc:
         print(f"invsync: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,7 +3,10 @@
 The jars are resolved once from Maven Central by Maven (`localkafka_pom.xml`) into a
 cache folder; later starts use the cache and never touch the network. The broker
 listens on 127.0.0.1 only, with a heap of at most 512 MB, and logs to a file in its
-data dir. `stop` ends it by its pid, politely first.
+data dir. `stop` ends it by its pid, politely first, and only once the pid is seen
+to be this data dir's broker (a stale pid file must not kill an unrelated process).
+Secured listeners (SASL_SSL, SSL) can be added beside the PLAINTEXT one
+(`localsecurity.Security`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from invsync.localsecurity import Security, SecurityConfigError
 
 KAFKA_VERSION = "4.1.2"
 DEFAULT_PORT = 9092
@@ -117,8 +122,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Can the broker bind `port`? Java's server sockets set SO_REUSEADDR, so connections
+    of a broker just stopped (TIME_WAIT) do not block it; neither may they block us."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -126,16 +134,23 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _server_properties(
+    data_dir: Path, port: int, controller_port: int, security: Security | None = None
+) -> str:
+    extra = security.listeners() if security else []
+    served = [f"PLAINTEXT://127.0.0.1:{port}", *(f"{n}://127.0.0.1:{p}" for n, p in extra)]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT", *(f"{n}:{n}" for n, _ in extra)]
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            f"listeners={','.join(served)},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners={','.join(served)}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"listener.security.protocol.map={','.join(protocols)}",
+            *(security.properties(data_dir) if security else []),
             f"log.dirs={data_dir / 'logs'}",
             "num.partitions=4",
             "auto.create.topics.enable=false",
@@ -164,6 +179,30 @@ def _pid_alive(pid: int) -> bool:
         if stat.read_text().split(") ", 1)[1].startswith("Z"):
             return False
     return True
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        pass
+    ps = shutil.which("ps")  # no /proc (macOS)
+    if ps is None:
+        return ""
+    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [ps, "-ww", "-o", "args=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    return done.stdout
+
+
+def _is_our_broker(pid: int, data_dir: Path) -> bool:
+    """Is `pid` a live Kafka broker started from `data_dir`? (pids are reused)"""
+    if not _pid_alive(pid):
+        return False
+    cmdline = _command_line(pid)
+    return "kafka.Kafka" in cmdline and str(data_dir / "server.properties") in cmdline
 
 
 def _read_int(path: Path) -> int | None:
@@ -199,10 +238,21 @@ def answers(bootstrap: str, timeout: float = 3.0) -> bool:
         quiet.setLevel(level)
 
 
+def listeners(data_dir: Path = DEFAULT_DATA_DIR) -> list[tuple[str, str]]:
+    """(protocol, host:port) of each client listener the broker of `data_dir` was given."""
+    with contextlib.suppress(OSError):
+        for line in (data_dir / "server.properties").read_text().splitlines():
+            if line.startswith("advertised.listeners="):
+                entries = line.split("=", 1)[1].split(",")
+                return [(e.split("://")[0], e.split("://")[1]) for e in entries if "://" in e]
+    return []
+
+
 def status(data_dir: Path = DEFAULT_DATA_DIR) -> BrokerStatus:
+    data_dir = data_dir.resolve()
     pid = _read_int(data_dir / "kafka.pid")
     port = _read_int(data_dir / "kafka.port")
-    running = pid is not None and _pid_alive(pid)
+    running = pid is not None and _is_our_broker(pid, data_dir)
     answering = bool(running and port and answers(f"127.0.0.1:{port}", timeout=10.0))
     return BrokerStatus(
         running=running, pid=pid if running else None, port=port, answering=answering
@@ -214,9 +264,15 @@ def start(
     data_dir: Path = DEFAULT_DATA_DIR,
     timeout: float = 90.0,
     log: bool = True,
+    security: Security | None = None,
 ) -> BrokerStatus:
     """Start the broker (formatting its storage the first time) and wait until it answers."""
     data_dir = data_dir.resolve()
+    if security is not None:
+        try:
+            security.check()
+        except SecurityConfigError as exc:
+            raise LocalKafkaError(str(exc)) from None
     current = status(data_dir)
     if current.running:
         if current.port != port:
@@ -227,12 +283,16 @@ def start(
         return current
     java = _require("java", "install a JDK 17+ (e.g. `apt-get install openjdk-17-jdk-headless`)")
     libs = ensure_jars(log=log)
-    if not _port_free(port):
-        raise LocalKafkaError(f"port {port} on 127.0.0.1 is in use; pick another with --port")
+    for wanted in [port, *(p for _, p in (security.listeners() if security else []))]:
+        if not port_free(wanted):
+            raise LocalKafkaError(f"port {wanted} on 127.0.0.1 is in use; pick another")
     controller_port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     props = data_dir / "server.properties"
-    props.write_text(_server_properties(data_dir, port, controller_port))
+    props.touch(mode=0o600)  # PLAIN users' passwords may be in it
+    props.chmod(0o600)
+    props.write_text(_server_properties(data_dir, port, controller_port, security))
+    _check_scram_users(data_dir, security)
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(_LOG4J.format(log=data_dir / "kafka.log"))
     classpath = f"{libs}/*"
@@ -240,7 +300,11 @@ def start(
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         storage_tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
         fmt = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [*storage_tool, "format", "-t", cluster_id, "-c", str(props)],
+            [
+                *storage_tool,
+                *("format", "-t", cluster_id, "-c", str(props)),
+                *(security.scram_format_args() if security else []),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -249,6 +313,7 @@ def start(
             raise LocalKafkaError(
                 "formatting the KRaft storage failed:\n" + fmt.stdout + fmt.stderr
             )
+        (data_dir / "scram-users").write_text("\n".join(security.users if security else []) + "\n")
     out = (data_dir / "kafka.out").open("ab")
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         [
@@ -292,16 +357,33 @@ def stop(data_dir: Path = DEFAULT_DATA_DIR, timeout: float = 30.0) -> bool:
     data_dir = data_dir.resolve()
     pid_file = data_dir / "kafka.pid"
     pid = _read_int(pid_file)
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not _is_our_broker(pid, data_dir):
         pid_file.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while _is_our_broker(pid, data_dir) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if _is_our_broker(pid, data_dir):
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def _check_scram_users(data_dir: Path, security: Security | None) -> None:
+    """SCRAM users are written when the storage is formatted: a later start cannot add any."""
+    if security is None or not (data_dir / "logs" / "meta.properties").exists():
+        return
+    known = (
+        set((data_dir / "scram-users").read_text().split())
+        if (data_dir / "scram-users").exists()
+        else set()
+    )
+    missing = sorted(set(security.users) - known)
+    if missing:
+        raise LocalKafkaError(
+            f"SASL users {', '.join(missing)} were not created when {data_dir} was first "
+            "formatted; use a new --data-dir"
+        )

@@ -28,6 +28,7 @@ from models.orders import command_key
 from streams import fastpath, faustcompat
 from streams.deadletters import DeadLetters
 from streams.inventory import InventoryAgent
+from streams.kafka import faust_credentials
 from streams.logs import log_context
 from streams.metrics import Metrics, render
 from streams.openapi import install_openapi
@@ -75,6 +76,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
     return {
         "id": settings.app_id,
         "broker": [f"kafka://{s}" for s in bootstrap_list(settings.kafka_bootstrap_servers)],
+        "broker_credentials": faust_credentials(settings),
         "store": "memory://",
         "datadir": str(settings.data_dir),
         "topic_partitions": settings.topic_partitions,

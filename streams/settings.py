@@ -8,14 +8,17 @@ echoing a secret's value.
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -55,6 +58,28 @@ class Settings(BaseSettings):
         "localhost:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
         min_length=1,
+    )
+    # Kafka security (streams/kafka.py maps these for every client, Faust's and ours).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME"), min_length=1
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD")
+    )
+    kafka_ssl_cafile: FilePath | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE")
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_SSL_CERTFILE")
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE")
     )
     debounce_ms: int = Field(500, ge=0, le=3_600_000)
     max_delay_ms: int = Field(5000, ge=0, le=3_600_000)
@@ -126,6 +151,72 @@ class Settings(BaseSettings):
             if not isinstance(value, dict):
                 raise ValueError("must be a JSON object")  # noqa: TRY004 - pydantic wants ValueError
         return value
+
+    @field_validator(
+        "kafka_security_protocol",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _kafka_blank_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return "PLAINTEXT" if info.field_name == "kafka_security_protocol" else None
+            if info.field_name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
+                return value.upper()
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl = {
+            "KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        tls = {
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in sasl.items() if value is None]
+            if missing:
+                raise ValueError(f"KAFKA_SECURITY_PROTOCOL {protocol} needs {', '.join(missing)}")
+        elif given := [name for name, value in sasl.items() if value is not None]:
+            raise ValueError(
+                f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL is {protocol} "
+                "(SASL_SSL or SASL_PLAINTEXT use them)"
+            )
+        if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and (
+            given := [name for name, value in tls.items() if value is not None]
+        ):
+            raise ValueError(
+                f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL is {protocol} "
+                "(SSL or SASL_SSL use them)"
+            )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the client certificate)")
+        if protocol in ("SSL", "SASL_SSL"):
+            from streams.kafka import tls_context  # lazy: light unless TLS is on
+
+            try:
+                tls_context(self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            except (ssl.SSLError, OSError) as exc:
+                which = "KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE"
+                try:
+                    tls_context(self.kafka_ssl_cafile)
+                except (ssl.SSLError, OSError):
+                    which = "KAFKA_SSL_CAFILE"
+                reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+                raise ValueError(f"{which} cannot be loaded ({reason})") from None
+        return self
 
     @model_validator(mode="after")
     def _windows(self) -> Settings:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafka import KafkaUnavailable, aiokafka_kwargs, check_connection
+from streams.kafka import bootstrap_list as bootstrap_list
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,18 +48,24 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def bootstrap_list(servers: str) -> list[str]:
-    return [s.strip() for s in servers.split(",") if s.strip()]
-
-
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create missing topics; return the names created. Existing ones are left alone."""
+    """Create missing topics; return the names created. Existing ones are left alone.
+
+    Checks the connection first: the worker's first contact with Kafka, so a broker
+    it cannot reach stops it with one line (`KafkaUnavailable`).
+    """
+    await check_connection(settings)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_list(settings.kafka_bootstrap_servers),
-        request_timeout_ms=int(timeout_s * 1000),
+        **aiokafka_kwargs(settings), request_timeout_ms=int(timeout_s * 1000)
     )
-    await asyncio.wait_for(admin.start(), timeout_s)
     try:
+        try:
+            await asyncio.wait_for(admin.start(), timeout_s)
+        except TimeoutError:
+            raise KafkaUnavailable(
+                f"Kafka at {settings.kafka_bootstrap_servers} answered, but the brokers it "
+                f"advertises did not within {timeout_s:g} s (their advertised.listeners?)"
+            ) from None
         existing = set(await admin.list_topics())
         wanted = [s for s in topic_specs(settings) if s.name not in existing]
         created: list[str] = []

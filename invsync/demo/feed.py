@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -43,9 +44,11 @@ def out(line: str) -> None:
     sys.stdout.flush()
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
+def make_producer(bootstrap: str, **security: Any) -> AIOKafkaProducer:
+    """`security`: aiokafka's security arguments (`streams.kafka.security_kwargs`)."""
     return AIOKafkaProducer(
         bootstrap_servers=[b.strip() for b in bootstrap.split(",") if b.strip()],
+        **security,
         linger_ms=5,
         acks="all",
         enable_idempotence=True,
@@ -123,10 +126,11 @@ async def simulate(
     rate: float,
     duration: float,
     truth_path: Path | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> int:
     """`invsync simulate`: produce, report every second, optionally write the ground truth."""
     sim = Simulator(config)
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, **(security or {}))
     await producer.start()
     progress = FeedProgress()
     try:

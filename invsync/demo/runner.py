@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +42,8 @@ from invsync.demo.promtext import Samples, parse
 from invsync.demo.simulator import SimConfig, Simulator
 from invsync.mocks.increff import MockIncreff
 from invsync.mocks.marketplace import MockMarketplace
+from streams.kafka import security_kwargs
+from streams.settings import load_settings
 
 INCREFF_USER = "invsync-user"
 INCREFF_PASSWORD = "invsync-pass"  # noqa: S105 - the mock's published demo default
@@ -80,15 +81,6 @@ class _Stop(BaseException):
     """SIGTERM outside the event loop (broker start/stop): unwind like Ctrl-C."""
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _fmt_s(value: float | None) -> str:
     if value is None:
         return "-"
@@ -114,9 +106,12 @@ class _Outputs:
 
 
 class Demo:
-    def __init__(self, opts: DemoOptions, bootstrap: str) -> None:
+    def __init__(
+        self, opts: DemoOptions, bootstrap: str, security: dict[str, Any] | None = None
+    ) -> None:
         self.opts = opts
         self.bootstrap = bootstrap
+        self.security = security or {}  # aiokafka's security arguments (streams/kafka.py)
         tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.tag = tag
         self.app_id = f"invsync-demo-{tag}"
@@ -190,6 +185,7 @@ class Demo:
         self._consumer = AIOKafkaConsumer(
             self.topics["inventory"],
             bootstrap_servers=self.bootstrap.split(","),
+            **self.security,
             auto_offset_reset="earliest",
             group_id=None,
             enable_auto_commit=False,
@@ -197,7 +193,7 @@ class Demo:
         await self._consumer.start()
         self._tasks.append(asyncio.create_task(self._read_outputs(self._consumer)))
         self._tasks.append(asyncio.create_task(self._report_every_second()))
-        self.producer = make_producer(self.bootstrap)
+        self.producer = make_producer(self.bootstrap, **self.security)
         await self.producer.start()
         out(
             f"simulating {opts.keys:,} keys over {opts.locations} locations for "
@@ -225,8 +221,13 @@ class Demo:
     async def _start_worker(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        inherited = dict(os.environ)
+        if not self.security:  # a local PLAINTEXT broker: no cluster's credentials
+            for name in [n for n in inherited if n.startswith(("KAFKA_SASL_", "KAFKA_SSL_"))]:
+                del inherited[name]
+            inherited["KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
         env = {
-            **os.environ,
+            **inherited,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "INVSYNC_APP_ID": self.app_id,
             "INVSYNC_DATA_DIR": str(self.data_dir),
@@ -489,7 +490,7 @@ class Demo:
 
     async def _delete_topics(self) -> None:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=5000
+            bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=5000, **self.security
         )
         try:
             await asyncio.wait_for(admin.start(), 5)
@@ -507,9 +508,9 @@ class Demo:
                 await admin.close()
 
 
-async def _amain(opts: DemoOptions, bootstrap: str) -> int:
+async def _amain(opts: DemoOptions, bootstrap: str, security: dict[str, Any]) -> int:
     loop = asyncio.get_running_loop()
-    demo = Demo(opts, bootstrap)
+    demo = Demo(opts, bootstrap, security)
     run = asyncio.create_task(demo.run())
     stopped_by: list[signal.Signals] = []
 
@@ -539,12 +540,15 @@ async def _amain(opts: DemoOptions, bootstrap: str) -> int:
             loop.remove_signal_handler(sig)
 
 
-def _broker(opts: DemoOptions) -> tuple[str, Path | None]:
-    """The bootstrap servers, and the data dir of a broker started here (to stop later)."""
+def _broker(opts: DemoOptions) -> tuple[str, Path | None, dict[str, Any]]:
+    """The bootstrap servers, the data dir of a broker started here (to stop later), and
+    the security arguments of the clients (those of the settings for a given cluster)."""
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if given:
-        out(f"kafka             {given} (KAFKA_BOOTSTRAP_SERVERS)")
-        return given, None
+        settings = load_settings()
+        protocol = settings.kafka_security_protocol
+        out(f"kafka             {given} (KAFKA_BOOTSTRAP_SERVERS, {protocol})")
+        return given, None, security_kwargs(settings)
     data_dir = opts.kafka_data_dir
     current = localkafka.status(data_dir)
     if current.running and current.bootstrap:
@@ -553,8 +557,8 @@ def _broker(opts: DemoOptions) -> tuple[str, Path | None]:
                 f"the broker of {data_dir} (pid {current.pid}) runs but does not answer"
             )
         out(f"kafka             {current.bootstrap} (already running, left running)")
-        return current.bootstrap, None
-    port = opts.kafka_port if _port_free(opts.kafka_port) else localkafka.free_port()
+        return current.bootstrap, None, {}
+    port = opts.kafka_port if localkafka.port_free(opts.kafka_port) else localkafka.free_port()
     out(f"kafka             starting a local broker on 127.0.0.1:{port} ({data_dir}) ...")
     try:
         started = localkafka.start(port=port, data_dir=data_dir)
@@ -563,7 +567,7 @@ def _broker(opts: DemoOptions) -> tuple[str, Path | None]:
         raise
     assert started.bootstrap is not None
     out(f"kafka             {started.bootstrap} (pid {started.pid}; stopped at the end)")
-    return started.bootstrap, data_dir
+    return started.bootstrap, data_dir, {}
 
 
 def run_demo(opts: DemoOptions) -> int:
@@ -577,8 +581,8 @@ def run_demo(opts: DemoOptions) -> int:
     code = EXIT_SIGINT
     try:
         try:
-            bootstrap, started = _broker(opts)
-            code = asyncio.run(_amain(opts, bootstrap))
+            bootstrap, started, security = _broker(opts)
+            code = asyncio.run(_amain(opts, bootstrap, security))
         except KeyboardInterrupt:
             code = EXIT_SIGINT
         except _Stop:

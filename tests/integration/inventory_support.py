@@ -85,11 +85,16 @@ async def read_all(
     until: Any = None,
     quiet_s: float = 2.0,
     timeout: float = 60.0,
+    **security: Any,
 ) -> list[Any]:
     """Every record of `topic` from the start; stops when `until(records)` holds and no
-    record arrived for `quiet_s`, or at the timeout."""
+    record arrived for `quiet_s`, or at the timeout. `security`: aiokafka's arguments."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        **security,
     )
     await consumer.start()
     records: list[Any] = []

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -110,9 +111,10 @@ class WorkerProcess:
 
 
 async def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], **security: Any
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    """`security`: aiokafka's security arguments for a secured listener."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **security)
     await producer.start()
     try:
         for key, value in records:

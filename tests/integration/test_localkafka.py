@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,68 @@ def test_missing_java_is_explained(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "java" in done.stderr
     assert "install" in done.stderr
+
+
+def test_stop_then_start_on_the_same_port_at_once(tmp_path: Path) -> None:
+    """A broker stopped while clients are connected closes first, leaving TIME_WAIT on its
+    port: the free-port check must bind as the broker does (SO_REUSEADDR), or the
+    restart is refused for a minute."""
+    localkafka.ensure_jars(log=False)
+    port = localkafka.free_port()
+    data = tmp_path / "kafka"
+    localkafka.start(port=port, data_dir=data, log=False)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            assert localkafka.stop(data)
+            assert client.recv(1) == b""  # the broker closed its side first
+        again = localkafka.start(port=port, data_dir=data, log=False)
+        assert again.answering and again.port == port
+    finally:
+        localkafka.stop(data)
+
+
+def test_a_listening_port_is_still_seen_as_taken() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        assert not localkafka.port_free(server.getsockname()[1])
+
+
+def test_stop_never_signals_a_process_that_is_not_its_broker(tmp_path: Path) -> None:
+    """A stale pid file naming a live, unrelated process: stop leaves it alone."""
+    data = tmp_path / "kafka"
+    data.mkdir()
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        (data / "kafka.pid").write_text(str(bystander.pid))
+        (data / "kafka.port").write_text("9")
+        status = _cli("status", "--data-dir", str(data), path=os.environ["PATH"], cwd=tmp_path)
+        assert status.returncode == 1 and "not running" in status.stdout, status.stdout
+        stopped = _cli("stop", "--data-dir", str(data), path=os.environ["PATH"], cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "not running" in stopped.stdout, stopped.stdout
+        time.sleep(0.5)
+        assert bystander.poll() is None, "stop signalled an unrelated process"
+        assert not (data / "kafka.pid").exists()
+    finally:
+        os.killpg(bystander.pid, signal.SIGKILL)
+        bystander.wait(10)
+
+
+def test_python_dash_m_invsync_and_version(tmp_path: Path) -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    expected = f"invsync {pyproject['project']['version']}"
+    for argv in (["-m", "invsync", "--version"], ["-m", "invsync.cli", "--version"]):
+        done = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+    helped = subprocess.run(
+        [sys.executable, "-m", "invsync", "kafka", "start", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert helped.returncode == 0 and "--sasl-ssl-port" in helped.stdout

@@ -103,7 +103,8 @@ def test_openapi_document_is_valid_openapi_3_1() -> None:
 
 def test_documented_paths_are_the_paths_the_worker_registers(tmp_path: Path) -> None:
     runtime = create_app(Settings(data_dir=tmp_path, callback_auth="none"))
-    served = set(runtime.app.web.views)
+    aio = runtime.app.web.web_app  # the callback paths are plain aiohttp routes
+    served = set(runtime.app.web.views) | {r.canonical for r in aio.router.resources()}
     documented = set(openapi_document()["paths"])
     assert documented == served
     assert {f"{c.method} {c.path}" for c in CALLBACKS} == set(cb.ROUTES)
@@ -234,7 +235,7 @@ async def _handler_outputs() -> tuple[FakePorts, dict[str, tuple[int, bytes]]]:
     ports = FakePorts(shipments=[SHIPMENT])
     handler = CallbackHandler(
         ports,
-        required_headers={k: SecretStr(v) for k, v in HEADERS.items()},
+        required_headers=[{k: SecretStr(v) for k, v in HEADERS.items()}],
         max_bytes=64 * 1024,
         metrics=Metrics(CollectorRegistry()),
         clock=lambda: NOW,

@@ -1,0 +1,213 @@
+"""How every Kafka client of invsync connects: security settings and the start-up check.
+
+One mapping from `Settings` (DESIGN.md "Running it": `KAFKA_SECURITY_PROTOCOL`,
+`KAFKA_SASL_*`, `KAFKA_SSL_*`) to aiokafka's keyword arguments and to Faust's
+`broker_credentials`, so Faust's consumer, producer and topic creation and our own
+aiokafka clients all connect the same way.
+
+`check_connection` reaches the bootstrap servers once before anything else does, so a
+worker that cannot connect stops with one line naming the broker and the cause
+(refused, unresolvable, TLS not trusted, credentials rejected, no answer) instead of a
+traceback or a silent 30 s wait. No message carries the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+from aiokafka.protocol.metadata import MetadataRequest
+
+from connectors.errors import InvsyncError
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
+
+    from streams.settings import Settings
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class KafkaUnavailable(InvsyncError):
+    """No bootstrap server could be reached and answered; the message is one line."""
+
+
+def bootstrap_list(servers: str) -> list[str]:
+    return [s.strip() for s in servers.split(",") if s.strip()]
+
+
+def tls_context(
+    cafile: Path | str | None = None,
+    certfile: Path | str | None = None,
+    keyfile: Path | str | None = None,
+) -> ssl.SSLContext:
+    """A client TLS context: the CA file (else the system's trust), the client certificate.
+
+    Hostnames are checked. Encrypted keys are refused rather than prompted for.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    if certfile is not None:
+        context.load_cert_chain(certfile, keyfile, password=_no_password)
+    return context
+
+
+def _no_password() -> str:
+    raise ssl.SSLError("the key is encrypted (not supported: give an unencrypted key)")
+
+
+def _uses_tls(settings: Settings) -> bool:
+    return settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+
+def _uses_sasl(settings: Settings) -> bool:
+    return settings.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not _uses_tls(settings):
+        return None
+    return tls_context(
+        settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile
+    )
+
+
+def security_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiokafka's security arguments (any client: producer, consumer, admin)."""
+    kwargs: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    context = ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    if _uses_sasl(settings):
+        assert settings.kafka_sasl_password is not None  # validated by Settings
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return kwargs
+
+
+def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """Bootstrap servers and security arguments for an aiokafka client of ours."""
+    return {
+        "bootstrap_servers": bootstrap_list(settings.kafka_bootstrap_servers),
+        **security_kwargs(settings),
+    }
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's `broker_credentials`: its aiokafka driver hands them to every consumer,
+    producer and topic-creating client (`credentials_to_aiokafka_auth`)."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    assert settings.kafka_sasl_password is not None  # validated by Settings
+    # With an ssl_context Faust's SASLCredentials are SASL_SSL, without SASL_PLAINTEXT.
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
+
+
+def _cause(exc: BaseException, settings: Settings, timeout_s: float) -> str:
+    """The reason a connection failed, in words an operator can act on."""
+    protocol = settings.kafka_security_protocol
+    if isinstance(exc, TimeoutError):
+        return (
+            f"no answer within {timeout_s:g} s (a listener that is not Kafka, or not "
+            f"{protocol}? check KAFKA_SECURITY_PROTOCOL)"
+        )
+    if isinstance(exc, SaslAuthenticationFailed):
+        detail = str(exc.args[0]) if exc.args else "rejected"
+        return (
+            f"SASL authentication failed for user {settings.kafka_sasl_username!r} "
+            f"with {settings.kafka_sasl_mechanism}: {detail}"
+        )
+    if isinstance(exc, UnsupportedSaslMechanismError | IllegalSaslStateError):
+        return f"the broker refused SASL mechanism {settings.kafka_sasl_mechanism}: {exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the broker's TLS certificate is not trusted ({exc.verify_message}); "
+            "set KAFKA_SSL_CAFILE to the cluster's CA"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc}); is it a TLS listener?"
+    if isinstance(exc, KafkaConnectionError | ConnectionResetError | BrokenPipeError):
+        return (
+            f"the broker closed the connection (a listener that is not {protocol}, "
+            "or one that wants a client certificate?)"
+        )
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, KafkaError):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _probe(server: str, kwargs: dict[str, Any], timeout_s: float) -> None:
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdigit():
+        host, port = server, "9092"
+
+    async def connect_and_ask() -> None:
+        conn = await create_conn(
+            host.strip("[]"), int(port), request_timeout_ms=int(timeout_s * 1000), **kwargs
+        )
+        try:
+            await conn.send(MetadataRequest([]))
+        finally:
+            conn.close()
+
+    await asyncio.wait_for(connect_and_ask(), timeout_s)
+
+
+async def check_connection(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Connect to the bootstrap servers as the clients will and ask for metadata.
+
+    Returns once one server answered; raises `KafkaUnavailable` (one line: the broker,
+    the protocol, the cause) when none did within `timeout_s`.
+    """
+    servers = bootstrap_list(settings.kafka_bootstrap_servers)
+    kwargs = security_kwargs(settings)
+    pending = {asyncio.ensure_future(_probe(s, kwargs, timeout_s)): s for s in servers}
+    failures: dict[str, str] = {}
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for probe in done:
+                server = pending.pop(probe)
+                exc = probe.exception()
+                if exc is None:
+                    return
+                failures[server] = _cause(exc, settings, timeout_s)
+    finally:
+        for probe in pending:
+            probe.cancel()
+        for probe in pending:
+            with contextlib.suppress(BaseException):
+                await probe
+    raise KafkaUnavailable(
+        f"cannot connect to Kafka at {', '.join(servers)} ({settings.kafka_security_protocol}): "
+        + "; ".join(f"{s}: {failures[s]}" if len(servers) > 1 else failures[s] for s in servers)
+    )
