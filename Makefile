@@ -8,7 +8,7 @@ KAFKA_DATA ?= .invsync/kafka
 PYTEST_ARGS ?=
 LINT_PATHS := models connectors streams invsync tests dashboards docs/examples $(wildcard bench)
 
-.PHONY: run worker test unit lint format docs bench kafka-start kafka-stop dashboards clean
+.PHONY: run worker test faults unit lint format docs bench kafka-start kafka-stop dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ endif
 ## test: set up, then the whole suite (unit + integration on a real broker)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## faults: the fault suite, longer and over several seeds (CI runs it small inside `make test`)
+## Options: make faults FAULT_SEEDS="1 2 3" FAULT_EVENTS=20000 FAULT_RATE=800
+FAULT_SEEDS ?= 1 2 3 4 5 6 7 8 9 10
+FAULT_EVENTS ?= 20000
+FAULT_RATE ?= 800
+faults: $(STAMP)
+	@for seed in $(FAULT_SEEDS); do \
+	  echo "== fault suite, seed $$seed ($(FAULT_EVENTS) events at $(FAULT_RATE)/s)"; \
+	  FAULT_SEED=$$seed FAULT_EVENTS=$(FAULT_EVENTS) FAULT_RATE=$(FAULT_RATE) \
+	    $(BIN)/python -m pytest tests/faults -q -rA $(PYTEST_ARGS) || exit 1; \
+	done
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

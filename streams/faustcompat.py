@@ -16,6 +16,7 @@ the worker stops with one clear line instead of misbehaving later.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -35,6 +36,8 @@ __all__ = [
     "key_partitions",
     "rebuild_changelog_topic",
 ]
+
+log = logging.getLogger(__name__)
 
 SUPPORTED = "0.15."
 """The faust-streaming series these internals were written for."""
@@ -150,7 +153,18 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
             set_flag(CONSUMER_FETCHING)
             records, active = await self._wait_next_records(1.0)
             await asyncio.sleep(0)
-            if not records or self.should_stop or not self.flow_active:
+            if not records or self.should_stop:
+                unset_flag(CONSUMER_FETCHING)
+                continue
+            if not self.flow_active:
+                # As Faust's getmany: records fetched while the flow is suspended are not
+                # handed on, so seek back to the committed offsets to fetch them again.
+                # Dropping them without the seek left offsets that no one ever acked:
+                # the group's commits stopped there for good (a fault-suite finding).
+                try:
+                    await self.perform_seek()
+                except Exception as exc:  # noqa: BLE001 - Faust logs and goes on, as we do
+                    log.warning("could not seek back to committed offsets: %r", exc)
                 unset_flag(CONSUMER_FETCHING)
                 continue
             if commit_every is not None and self._n_acked >= commit_every:
@@ -172,11 +186,17 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
                     await self._add_gap(tp, r_offset + 1, first)
                 q = batch_queues.get(tp.topic)
                 if q is not None:
-                    await q.put((tp, msgs))
-                else:  # normal per-message path for every other topic
-                    for m in msgs:
-                        await self.wait_first(callback(m), suspend_flow.wait())
-                read_offset[tp] = msgs[-1].offset
+                    if not await _offer(q, (tp, msgs), app, self, generation_id):
+                        break  # a rebalance began: Faust seeks back to committed offsets
+                    read_offset[tp] = msgs[-1].offset
+                    continue
+                # Faust's own per-message path for every other topic, with its checks
+                # before each message: a message is only marked read once handed on.
+                for m in msgs:
+                    if app.consumer_generation_id != generation_id or not self.flow_active:
+                        break
+                    await self.wait_first(callback(m), suspend_flow.wait())
+                    read_offset[tp] = m.offset
             unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -188,3 +208,27 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+async def _offer(
+    q: asyncio.Queue[Any], item: Any, app: Any, consumer: Any, generation_id: int
+) -> bool:
+    """Put ``item`` once ``q`` has room; False (not put) once a rebalance began.
+
+    Never a blocking ``q.put``: Faust clears flow-controlled queues on rebalance by
+    emptying the deque directly, which wakes no waiting putter — a drainer parked in
+    ``put`` then waited forever while the consumer looked ready (a fault-suite finding:
+    "Ready, but never processing").
+    """
+
+    def stale() -> bool:
+        return bool(app.consumer_generation_id != generation_id or not consumer.flow_active)
+
+    while q.full():
+        if stale():
+            return False
+        await asyncio.sleep(0.005)
+    if stale():
+        return False
+    q.put_nowait(item)
+    return True
