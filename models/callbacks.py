@@ -377,6 +377,7 @@ def plan_inventory(
             StockEvent(
                 eventId=f"increff-atp:{request_digest}:{bucket}:{item_digest[:32]}",
                 type="SNAPSHOT",
+                basis="AVAILABLE",
                 locationCode=envelope.locationCode,
                 channelSkuCode=item.channelSkuCode,
                 quantity=item.quantity,

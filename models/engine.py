@@ -343,9 +343,9 @@ class InventoryEngine:
         orders: list[tuple[str, str]] = []
         open_total = 0
         for key, state, partition in list(self.store.items_in(self.active)):
-            before = len(state.reservations)
+            before = _live(state)
             codes = expire_reservations(state, now_epoch, self.reservation_ttl_s)
-            if codes or len(state.reservations) != before:
+            if codes or _live(state) != before:
                 writes.append(StateWrite(key, partition, state))
             if codes:
                 orders.extend((key, code) for code in codes)
@@ -362,6 +362,12 @@ class InventoryEngine:
     def _mark(self, key: str, state: KeyState, now: float) -> None:
         quantity = atp(state, self._safety_for(key, state))
         self.coalescer.mark(key, now, quantity, state.last_published_qty)
+
+
+def _live(state: KeyState) -> tuple[int, int]:
+    """(records, unclosed records): a change in either is a state to write."""
+    unclosed = sum(1 for r in state.reservations.values() if r.closed_at is None)
+    return len(state.reservations), unclosed
 
 
 def _refused(exc: ValueError) -> DecodeError:

@@ -24,8 +24,9 @@ RING_SIZE = 32
 MAX_COMMAND_IDS = 16
 """Command ids kept per reservation (reserve, accept, a few cancels, release)."""
 
-_FORMAT = 2
-"""Format 2 adds the location code (format 1, without it, is still read)."""
+_FORMAT = 3
+"""Format 3 adds the base's time and absorption cutoff and each reservation's picks since
+the base; 2 added the location code. Formats 1 and 2 are still read."""
 
 MAX_ON_HAND = 2**62
 """On-hand stays well inside 64 bits, so every output encodes; beyond it, refused."""
@@ -42,25 +43,32 @@ class Outcome(StrEnum):
 
 @dataclass(slots=True)
 class Reservation:
-    """One order's hold on one key. ``open`` is derived; call :meth:`settle` after changes."""
+    """One order's hold on one key. ``open`` is derived; call :meth:`refresh` after changes.
+
+    ``quantity`` 0 means no RESERVE yet: a record left by a pick or release that came first.
+    ``picked`` counts every unit picked (over-picks too), so the open quantity is the same
+    whatever order picks and cancels arrive in; ``picked_after`` is the part picked after
+    the current base (it left on-hand unless the base absorbed the reservation).
+    """
 
     quantity: int
     reserved_at: float
     cancelled: int = 0
-    fulfilled: int = 0
+    picked: int = 0
     accepted_at: float | None = None
     closed_at: float | None = None
     command_ids: list[str] = field(default_factory=list)
+    picked_after: int = 0
     open: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.settle()
+        self.refresh()
 
-    def settle(self) -> None:
+    def refresh(self) -> None:
         if self.closed_at is not None:
             self.open = 0
         else:
-            self.open = max(0, self.quantity - self.cancelled - self.fulfilled)
+            self.open = max(0, self.quantity - self.cancelled - self.picked)
 
     def close(self, at: float) -> None:
         if self.closed_at is None:
@@ -81,6 +89,10 @@ class KeyState:
     as_of: float = 0.0
     location: str = ""
     """The key's locationCode (a location code may contain ':', so the key cannot say)."""
+    base_at: float | None = None
+    """occurredAt of the SNAPSHOT on-hand is based on: events not after it are in it."""
+    absorb_before: float | None = None
+    """An AVAILABLE base excludes orders Increff accepted before this; None: ON_HAND."""
     _recent_set: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def seen(self, event_id: str) -> bool:
@@ -95,63 +107,51 @@ class KeyState:
 
     def to_bytes(self) -> bytes:
         """Compact positional JSON: this is written to the changelog on every change."""
-        reservations = {
-            code: [
-                r.quantity,
-                r.reserved_at,
-                r.cancelled,
-                r.fulfilled,
-                r.accepted_at,
-                r.closed_at,
-                r.command_ids,
-            ]
-            for code, r in self.reservations.items()
-        }
-        return orjson.dumps(
-            [
-                _FORMAT,
-                self.on_hand,
-                reservations,
-                list(self.recent),
-                self.offsets,
-                self.last_published_qty,
-                self.version,
-                self.as_of,
-                self.location,
-            ]
-        )
+        reservations = {code: _reservation_row(r) for code, r in self.reservations.items()}
+        head = [_FORMAT, self.on_hand, reservations, list(self.recent), self.offsets]
+        tail = [self.last_published_qty, self.version, self.as_of, self.location]
+        return orjson.dumps([*head, *tail, self.base_at, self.absorb_before])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyState:
         raw: list[Any] = orjson.loads(data)
         if raw[0] == 1:
             raw.append("")
+        if raw[0] in (1, 2):
+            # No base known: every later event counts, as it did; nothing is absorbed.
+            raw.extend([None, None])
         elif raw[0] != _FORMAT:
             raise ValueError(f"unknown KeyState format {raw[0]!r}")
-        _, on_hand, reservations, recent, offsets, last_pub, version, as_of, location = raw
+        _, on_hand, reservations, recent, offsets, last_pub, version, as_of, location = raw[:9]
         state = cls(
             on_hand=on_hand,
-            reservations={
-                code: Reservation(
-                    quantity=r[0],
-                    reserved_at=r[1],
-                    cancelled=r[2],
-                    fulfilled=r[3],
-                    accepted_at=r[4],
-                    closed_at=r[5],
-                    command_ids=r[6],
-                )
-                for code, r in reservations.items()
-            },
+            # Positional, in field order; format 2 lists lack picked_after (0).
+            reservations={code: Reservation(*r) for code, r in reservations.items()},
             offsets=offsets,
             last_published_qty=last_pub,
             version=version,
             as_of=as_of,
             location=location,
+            base_at=raw[9],
+            absorb_before=raw[10],
         )
         for event_id in recent:
             state.remember(event_id)
         return state
+
+
+def _reservation_row(r: Reservation) -> list[Any]:
+    """A reservation's fields in declaration order (``Reservation(*row)`` reads it back)."""
+    return [
+        r.quantity,
+        r.reserved_at,
+        r.cancelled,
+        r.picked,
+        r.accepted_at,
+        r.closed_at,
+        r.command_ids,
+        r.picked_after,
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +187,21 @@ def _replayed(state: KeyState, source: str, offset: int) -> bool:
     return False
 
 
+def absorbed(state: KeyState, r: Reservation) -> bool:
+    """Does the current base already exclude this reservation (DESIGN.md "Reservations
+    and snapshots")? Decided from times alone, so arrival order cannot change it."""
+    cutoff = state.absorb_before
+    return cutoff is not None and r.accepted_at is not None and r.accepted_at < cutoff
+
+
+def _new_base(state: KeyState, event: StockEvent, at: float, settle_after_s: float) -> None:
+    state.on_hand = event.quantity
+    state.base_at = at
+    state.absorb_before = at - settle_after_s if event.basis == "AVAILABLE" else None
+    for r in state.reservations.values():
+        r.picked_after = 0
+
+
 def apply_stock_event(
     state: KeyState,
     event: StockEvent,
@@ -195,17 +210,17 @@ def apply_stock_event(
     *,
     settle_after_s: float = 0.0,
 ) -> Outcome:
-    """Apply a DELTA or SNAPSHOT once.
+    """Apply a DELTA or SNAPSHOT once (DESIGN.md "Reservations and snapshots").
 
-    A SNAPSHOT sets on-hand and releases every reservation whose order Increff
-    accepted more than ``settle_after_s`` before the snapshot's ``occurredAt``: the
-    absolute figure already counts it, and keeping it would subtract it twice.
+    A SNAPSHOT replaces the base. Basis ``AVAILABLE`` (Increff's ATP push) absorbs
+    the reservations Increff accepted more than ``settle_after_s`` before its
+    ``occurredAt``; ``ON_HAND`` (the default) absorbs none. An event not after the
+    base's ``occurredAt`` is already in the base: it leaves on-hand alone.
 
     An event naming an ``orderCode`` is that order's movement at this key: a negative
-    DELTA (a pick) releases ``min(open, -quantity)`` so a partial pick leaves the rest
-    held; any other event with an orderCode (positive DELTA, SNAPSHOT) closes the
-    reservation, since the warehouse has now accounted for the order. If the order's
-    RESERVE has not arrived yet, the movement is remembered for it.
+    DELTA (a pick) ends that much of the reservation and lowers on-hand unless the base
+    absorbed the reservation; any other event naming it closes the reservation. If the
+    order's RESERVE has not arrived yet, the movement is remembered for it.
     """
     if event.type == "DELTA" and abs(state.on_hand + event.quantity) > MAX_ON_HAND:
         raise ValueError(f"on-hand would leave the range +-{MAX_ON_HAND}")
@@ -215,34 +230,29 @@ def apply_stock_event(
         return Outcome.DUPLICATE
     state.remember(event.eventId)
     at = event.occurredAt.timestamp()
-    if event.type == "DELTA":
-        state.on_hand += event.quantity
+    fresh = state.base_at is None or at > state.base_at
+    if event.type == "SNAPSHOT" and fresh:
+        _new_base(state, event, at, settle_after_s)
+    if event.orderCode is None:
+        if event.type == "DELTA" and fresh:
+            state.on_hand += event.quantity
     else:
-        state.on_hand = event.quantity
-        cutoff = at - settle_after_s
-        for held in state.reservations.values():
-            if (
-                held.closed_at is None
-                and held.accepted_at is not None
-                and held.accepted_at < cutoff
-            ):
-                held.close(at)
-    if event.orderCode is not None:
         r = state.reservations.get(event.orderCode)
-        picked = -event.quantity if event.type == "DELTA" and event.quantity < 0 else None
         if r is None:
-            # The pick overtook its reservation (stock events and reservation commands
-            # travel different topics): remember it, so the RESERVE starts fulfilled.
-            r = Reservation(quantity=0, reserved_at=at, fulfilled=picked or 0)
-            if picked is None:
-                r.close(at)
-            state.reservations[event.orderCode] = r
-        elif r.closed_at is None:
-            if picked is not None:
-                r.fulfilled += picked if r.quantity == 0 else min(r.open, picked)
-                r.settle()
-            else:
-                r.close(at)
+            # The movement overtook its reservation (stock events and reservation
+            # commands travel different topics): remember it for the RESERVE.
+            r = state.reservations[event.orderCode] = Reservation(quantity=0, reserved_at=at)
+        if event.type == "DELTA" and event.quantity < 0:
+            r.picked -= event.quantity
+            if fresh:
+                r.picked_after -= event.quantity
+                if not absorbed(state, r):
+                    state.on_hand += event.quantity
+            r.refresh()
+        else:
+            if event.type == "DELTA" and fresh:
+                state.on_hand += event.quantity
+            r.close(at)
     state.as_of = max(state.as_of, at)
     return Outcome.APPLIED
 
@@ -250,34 +260,34 @@ def apply_stock_event(
 def apply_command(state: KeyState, cmd: InventoryCommand, source: str, offset: int) -> Outcome:
     """Apply a reservation command once (by source offset and by ``commandId``).
 
-    RESERVE is also idempotent by orderCode: a reservation (open or closed) that
-    already exists for the order is never re-created. CANCEL is absolute and only
-    grows, so an old cancel replayed after a newer one changes nothing. A RELEASE
-    for an unknown order leaves a closed tombstone, so a late RESERVE cannot
-    resurrect an order that Increff rejected.
+    RESERVE is also idempotent by orderCode: the first one gives the reservation its
+    quantity, even one a pick or release already recorded (a closed one stays closed,
+    holding nothing). CANCEL is absolute and only grows, so an old cancel replayed
+    after a newer one changes nothing. CANCEL and ACCEPT before the RESERVE are
+    unmatched. A RELEASE for an unknown order leaves a closed tombstone, so a late
+    RESERVE cannot resurrect an order that Increff rejected. An ACCEPT that puts the
+    reservation under an AVAILABLE base gives back what its picks took from on-hand:
+    that base already excluded them.
     """
     if _replayed(state, source, offset):
         return Outcome.DUPLICATE
     at = cmd.occurredAt.timestamp()
     r = state.reservations.get(cmd.orderCode)
     if cmd.type == "RESERVE":
-        if r is not None and r.quantity == 0 and r.closed_at is None:
-            # Picks for this order arrived first: take the order, keep what was picked.
-            if cmd.quantity is None:
-                raise ValueError("RESERVE without quantity")
+        if cmd.quantity is None:  # the model refuses this; keeps mypy and -O honest
+            raise ValueError("RESERVE without quantity")
+        if r is None:
+            state.reservations[cmd.orderCode] = Reservation(
+                quantity=cmd.quantity, reserved_at=at, command_ids=[cmd.commandId]
+            )
+        elif r.quantity == 0:
+            # A pick or release came first: take the order, keep what they did.
             r.quantity = cmd.quantity
             r.reserved_at = at
             r.command_ids.insert(0, cmd.commandId)
-            r.settle()
-            state.as_of = max(state.as_of, at)
-            return Outcome.APPLIED
-        if r is not None:
+            r.refresh()
+        else:
             return Outcome.DUPLICATE
-        if cmd.quantity is None:  # the model refuses this; keeps mypy and -O honest
-            raise ValueError("RESERVE without quantity")
-        state.reservations[cmd.orderCode] = Reservation(
-            quantity=cmd.quantity, reserved_at=at, command_ids=[cmd.commandId]
-        )
     elif r is None:
         if cmd.type == "RELEASE":
             tomb = Reservation(quantity=0, reserved_at=at, command_ids=[cmd.commandId])
@@ -287,6 +297,8 @@ def apply_command(state: KeyState, cmd: InventoryCommand, source: str, offset: i
     else:
         if cmd.commandId in r.command_ids:
             return Outcome.DUPLICATE
+        if r.quantity == 0 and cmd.type != "RELEASE":
+            return Outcome.UNMATCHED  # not reserved yet: as if unknown, whatever came first
         r.command_ids.append(cmd.commandId)
         if len(r.command_ids) > MAX_COMMAND_IDS:
             del r.command_ids[1]  # keep the RESERVE id, drop the oldest after it
@@ -294,11 +306,13 @@ def apply_command(state: KeyState, cmd: InventoryCommand, source: str, offset: i
             if cmd.cancelledQuantity is None:
                 raise ValueError("CANCEL without cancelledQuantity")
             r.cancelled = max(r.cancelled, cmd.cancelledQuantity)
-            r.settle()
+            r.refresh()
         elif cmd.type == "RELEASE":
             r.close(at)
         elif r.accepted_at is None:  # ACCEPT
             r.accepted_at = at
+            if absorbed(state, r):
+                state.on_hand += r.picked_after
     state.as_of = max(state.as_of, at)
     return Outcome.APPLIED
 
@@ -309,15 +323,17 @@ def expire_reservations(
     """Close reservations older than ``ttl_s``; return the orders that still held stock.
 
     The caller counts and alerts on what is returned: an expiry means a release was
-    lost somewhere. Closed reservations are forgotten ``tombstone_s`` after closing;
-    until then they keep replays of their RESERVE from reserving again.
+    lost somewhere. A reservation the base absorbed holds no stock (its order is in
+    Increff's figure), so it closes silently. Closed reservations are forgotten
+    ``tombstone_s`` after closing; until then they keep replays of their RESERVE from
+    reserving again.
     """
     expired: list[str] = []
     forget: list[str] = []
     for code, r in state.reservations.items():
         if r.closed_at is None:
             if r.reserved_at + ttl_s <= now:
-                if r.open > 0:
+                if r.open > 0 and not absorbed(state, r):
                     expired.append(code)
                 r.close(now)
         elif r.closed_at + tombstone_s <= now:
@@ -328,7 +344,10 @@ def expire_reservations(
 
 
 def reserved(state: KeyState) -> int:
-    return sum(r.open for r in state.reservations.values())
+    """Units reserved, not yet picked, that the base still counts."""
+    if state.absorb_before is None:
+        return sum(r.open for r in state.reservations.values())
+    return sum(r.open for r in state.reservations.values() if not absorbed(state, r))
 
 
 def atp(state: KeyState, safety_stock: int) -> int:

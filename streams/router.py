@@ -4,11 +4,12 @@ Per order (the topic is keyed by orderCode) events are handled one at a time, in
 1. the Increff body is validated (a bad payload is dead-lettered, nothing reserved);
 2. the reservation commands go to the inventory state at once (closing the oversell
    window before Increff even answers);
-3. Increff is called. Success on create sends ACCEPT, so a later SNAPSHOT settles the
-   reservation. A final 4xx publishes `INCREFF_REJECTED` and releases the order's
-   reservations. While Increff is unreachable (network, 5xx, 429, or our credentials
-   refused) the event waits and is retried with bounded backoff: nothing is lost, and
-   create/cancel are idempotent on Increff's side, so nothing is applied twice.
+3. Increff is called. Success on create sends ACCEPT, so a later AVAILABLE SNAPSHOT
+   (Increff's ATP push) absorbs the reservation. A final 4xx publishes
+   `INCREFF_REJECTED` and releases the order's reservations. While Increff is
+   unreachable (network, 5xx, 429, or our credentials refused) the event waits and is
+   retried with bounded backoff: nothing is lost, and create/cancel are idempotent on
+   Increff's side, so nothing is applied twice.
 """
 
 from __future__ import annotations

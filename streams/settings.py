@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     safety_stock: int = Field(0, ge=0)
     safety_stock_overrides: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     reservation_ttl_s: int = Field(86_400, gt=0)
-    # A SNAPSHOT settles reservations Increff accepted this long before its occurredAt
+    # An AVAILABLE SNAPSHOT absorbs reservations Increff accepted this long before it
     # (Increff reserves asynchronously after answering 200).
     settle_grace_s: float = Field(0.0, ge=0)
 

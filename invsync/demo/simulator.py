@@ -6,9 +6,11 @@ with SKU rank ``i // L``, and is picked with a Zipf-like weight ``1 / (i + 1) **
 
 What it emits, in order:
 
-* one ``SNAPSHOT`` per key first (the initial on-hand), never again: a SNAPSHOT after
-  orders exist settles reservations Increff accepted, which would make the expected
-  quantities depend on timing;
+* one ``SNAPSHOT`` per key first (the initial on-hand, basis ``ON_HAND``), never
+  again; every later event is timed strictly after it (a stock event not after the
+  snapshot's ``occurredAt`` is already in it, DESIGN.md "Reservations and snapshots");
+  an ``ON_HAND`` snapshot absorbs no reservation, so Increff accepting orders
+  changes nothing here;
 * ``DELTA`` bursts on one key: GRN receipts scanned unit by unit, cycle-count
   adjustments (+1/-1 runs), ``DAMAGE``;
 * ``ORDER_CREATED`` (an Increff create-outward-order body) only for available ATP;
@@ -33,7 +35,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 Topic = Literal["stock", "orders"]
@@ -141,6 +143,7 @@ class Simulator:
         self.config = config
         self._ready = ready
         self._t0: float | None = None
+        self._after_snapshots: datetime | None = None
         self.rng = random.Random(config.seed)  # noqa: S311 - a simulation, not crypto
         n, nloc = config.keys, config.locations
         self.locations = [f"WH{i + 1:02d}" for i in range(nloc)]
@@ -187,6 +190,7 @@ class Simulator:
         if self._started:
             raise RuntimeError("initial() must be called once, first")
         self._started = True
+        self._after_snapshots = now + timedelta(microseconds=1)
         out: list[Message] = []
         for i, key in enumerate(self.keys):
             quantity = self.rng.randint(0, 20) + round(300 * self.weights[i])
@@ -196,8 +200,11 @@ class Simulator:
 
     def next_batch(self, now: datetime, target: int) -> list[Message]:
         """Due picks/cancellations, then new activity until at least ``target`` messages."""
-        if not self._started:
+        if self._after_snapshots is None:
             raise RuntimeError("call initial() first")
+        # A clock that has not moved on (or stepped back) must not put events into the
+        # snapshots: the rules would count them as already in on-hand.
+        now = max(now, self._after_snapshots)
         out: list[Message] = []
         at = now.timestamp()
         if self._t0 is None:
@@ -429,6 +436,8 @@ class Simulator:
         }
         if order_code is not None:
             value["orderCode"] = order_code
+        if kind == "SNAPSHOT":
+            value["basis"] = "ON_HAND"  # a physical count: it still holds unpicked orders
         self.stats["stock_events"] += 1
         return Message("stock", f"{key[0]}:{key[1]}", value)
 

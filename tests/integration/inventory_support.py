@@ -11,6 +11,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+_last = T0
+
+
+def event_time() -> datetime:
+    """The clock, strictly increasing: an event at its key's snapshot's very microsecond
+    would be in that snapshot (DESIGN.md "Reservations and snapshots")."""
+    global _last
+    _last = max(datetime.now(UTC), _last + timedelta(microseconds=1))
+    return _last
 
 
 def stock(
@@ -21,6 +30,7 @@ def stock(
     kind: str = "DELTA",
     at: datetime | None = None,
     order_code: str | None = None,
+    basis: str | None = None,
 ) -> tuple[bytes, bytes]:
     location, _, sku = key.partition(":")
     body: dict[str, Any] = {
@@ -29,10 +39,12 @@ def stock(
         "locationCode": location,
         "channelSkuCode": sku,
         "quantity": quantity,
-        "occurredAt": (at or datetime.now(UTC)).isoformat(),
+        "occurredAt": (at or event_time()).isoformat(),
     }
     if order_code:
         body["orderCode"] = order_code
+    if basis:
+        body["basis"] = basis
     return key.encode(), orjson.dumps(body)
 
 

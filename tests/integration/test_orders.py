@@ -114,13 +114,13 @@ async def test_order_journey_reserves_creates_and_settles(
     assert created[0].headers["authUsername"] == "mp-user"
     assert created[0].headers["authDomainName"] == "mp-domain"
 
-    # Increff's ATP now counts the order (7 left, plus 1 received): a later SNAPSHOT
-    # settles the reservation, else the quantity would be 8 - 3 = 5.
+    # Increff's ATP now counts the order (7 left, plus 1 received): a later AVAILABLE
+    # snapshot absorbs the reservation, else the quantity would be 8 - 3 = 5.
     later = datetime.now(UTC) + timedelta(seconds=5)
     await produce(
         kafka_bootstrap,
         env["INVSYNC_TOPIC_STOCK_EVENTS"],
-        [stock("s2", "WH1:A", 8, kind="SNAPSHOT", at=later)],
+        [stock("s2", "WH1:A", 8, kind="SNAPSHOT", at=later, basis="AVAILABLE")],
     )
     settled = await read_all(
         kafka_bootstrap,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from invsync.mocks.increff import MockIncreff
 from invsync.mocks.marketplace import MockMarketplace
+from tests.integration.inventory_support import event_time
 from tests.integration.prometheus import (
     PrometheusServer,
     check_queries,
@@ -41,7 +41,7 @@ def prometheus() -> str:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat()
+    return event_time().isoformat()  # strictly increasing: a delta is never in its snapshot
 
 
 def stock(event_id: str, kind: str, sku: str, quantity: int, **extra: Any) -> tuple[bytes, bytes]:

@@ -367,6 +367,7 @@ async def test_inventory_sample_becomes_snapshots(
     )
     assert event.occurredAt == NOW
     assert event.reason == "INCREFF_ATP"
+    assert event.basis == "AVAILABLE"  # Increff's ATP: net of the orders it accepted
     assert event.key == "wd003:302"
     assert len(event.eventId) <= 128
     assert ports.updates == []

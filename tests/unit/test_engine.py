@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from models.engine import Input, InventoryEngine, MemoryStore
-from models.events import StockEvent
+from models.events import InventoryCommand, StockEvent
 from models.inventory import SafetyStock
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -123,3 +123,27 @@ def test_a_quantity_beyond_the_contract_is_a_dead_letter_not_a_crash() -> None:
     with pytest.raises(DecodeError) as bad_json:
         decode_stock_event(b"WH1:SKU-1", b"{not json")
     assert bad_json.value.reason == "invalid_json"
+
+
+def test_an_absorbed_reservation_expires_silently_but_its_closing_is_written() -> None:
+    e = engine()
+    placed = T0 - timedelta(hours=2)
+    cmds = [
+        InventoryCommand(
+            commandId=f"c:0:{kind}",
+            type=kind,
+            orderCode="O1",
+            locationCode="WH1",
+            channelSkuCode="SKU-1",
+            occurredAt=placed,
+            quantity=2 if kind == "RESERVE" else None,
+        )
+        for kind in ("RESERVE", "ACCEPT")
+    ]
+    snapshot = event(1, 9, kind="SNAPSHOT").model_copy(update={"basis": "AVAILABLE"})
+    batch = [Input("commands", 0, n, c) for n, c in enumerate(cmds)]
+    e.apply([*batch, Input(STOCK, 0, 0, snapshot)], 0.0)
+    out = e.expire(T0.timestamp(), 1.0)
+    assert out.orders == []  # in Increff's figure: it held nothing, nothing to alert on
+    assert [w.key for w in out.writes] == ["WH1:SKU-1"]
+    assert out.writes[0].state.reservations["O1"].closed_at == T0.timestamp()

@@ -56,74 +56,73 @@ def safety(key: str) -> int:
 
 
 def reference(log: list[Message]) -> dict[str, tuple[int, int]]:
-    """(on_hand, reserved) per key after one pass, each eventId counted once."""
-    on_hand: dict[str, int] = {}
-    orders: dict[tuple[str, str], dict[str, Any]] = {}
-    seen: set[tuple[str, str]] = set()
+    """(on_hand, reserved) per key after one pass, each eventId counted once.
 
-    def open_qty(r: dict[str, Any]) -> int:
-        return 0 if r["closed"] else max(0, r["qty"] - r["cancelled"] - r["fulfilled"])
+    Computed per topic, then combined: each topic on its own (Kafka keeps each one's
+    order), so the answer cannot depend on how the two interleaved (DESIGN.md
+    "Reservations and snapshots").
+    """
+    keys = {msg.key for _, _, msg in log}
+    return {key: _reference_key(key, log) for key in keys}
 
+
+def _reference_key(key: str, log: list[Message]) -> tuple[int, int]:
+    # Stock alone: the last base (a SNAPSHOT after the previous one), what moved after
+    # it, and per order all units picked and those picked after the base.
+    base_at: float | None = None
+    cutoff: float | None = None  # an AVAILABLE base absorbs orders accepted before this
+    on_hand = 0
+    picked: dict[str, int] = {}
+    picked_after: dict[str, int] = {}
+    closed: set[str] = set()
+    seen: set[str] = set()
     for _, _, msg in log:
-        key = msg.key
-        on_hand.setdefault(key, 0)
-        t = msg.occurredAt.timestamp()
-        if isinstance(msg, StockEvent):
-            if (key, msg.eventId) in seen:
-                continue
-            seen.add((key, msg.eventId))
-            if msg.type == "DELTA":
-                on_hand[key] += msg.quantity
-            else:
-                on_hand[key] = msg.quantity
-                for (k, _), held in orders.items():
-                    if k == key and held["accepted"] is not None and held["accepted"] < t:
-                        held["closed"] = True
-            picked = orders.get((key, msg.orderCode or ""))
-            is_pick = msg.type == "DELTA" and msg.quantity < 0
-            if msg.orderCode and picked is None:
-                # A movement that overtook its RESERVE is remembered for it.
-                orders[key, msg.orderCode] = {
-                    "qty": 0,
-                    "cancelled": 0,
-                    "fulfilled": -msg.quantity if is_pick else 0,
-                    "accepted": None,
-                    "closed": not is_pick,
-                    "early": is_pick,
-                }
-            elif msg.orderCode and picked is not None and not picked["closed"]:
-                if is_pick and picked.get("early"):
-                    picked["fulfilled"] += -msg.quantity
-                elif is_pick:
-                    picked["fulfilled"] += min(open_qty(picked), -msg.quantity)
-                else:
-                    picked["closed"] = True
+        if not isinstance(msg, StockEvent) or msg.key != key or msg.eventId in seen:
             continue
-        r = orders.get((key, msg.orderCode))
-        if msg.type == "RESERVE" and r is not None and r.get("early"):
-            r["qty"] = msg.quantity
-            r["early"] = False
-        elif msg.type == "RESERVE" and r is None:
-            orders[key, msg.orderCode] = {
-                "qty": msg.quantity,
-                "cancelled": 0,
-                "fulfilled": 0,
-                "accepted": None,
-                "closed": False,
-            }
-        elif msg.type == "RELEASE" and r is None:
-            orders[key, msg.orderCode] = {"qty": 0, "cancelled": 0, "fulfilled": 0}
-            orders[key, msg.orderCode].update(accepted=None, closed=True)
-        elif r is not None and msg.type == "CANCEL":
-            r["cancelled"] = max(r["cancelled"], msg.cancelledQuantity)
-        elif r is not None and msg.type == "RELEASE":
-            r["closed"] = True
-        elif r is not None and msg.type == "ACCEPT" and r["accepted"] is None:
-            r["accepted"] = t
-    return {
-        key: (hand, sum(open_qty(r) for (k, _), r in orders.items() if k == key))
-        for key, hand in on_hand.items()
-    }
+        seen.add(msg.eventId)
+        t = msg.occurredAt.timestamp()
+        fresh = base_at is None or t > base_at
+        if msg.type == "SNAPSHOT" and fresh:
+            base_at, on_hand, picked_after = t, msg.quantity, {}
+            cutoff = t if msg.basis == "AVAILABLE" else None
+        code = msg.orderCode
+        if code is not None and msg.type == "DELTA" and msg.quantity < 0:
+            picked[code] = picked.get(code, 0) - msg.quantity
+            if fresh:
+                picked_after[code] = picked_after.get(code, 0) - msg.quantity
+        else:
+            if code is not None:
+                closed.add(code)
+            if msg.type == "DELTA" and fresh:
+                on_hand += msg.quantity
+    # Commands alone: the first RESERVE; CANCEL (largest) and ACCEPT (first) after it.
+    quantity: dict[str, int] = {}
+    cancelled: dict[str, int] = {}
+    accepted: dict[str, float] = {}
+    for _, _, msg in log:
+        if not isinstance(msg, InventoryCommand) or msg.key != key:
+            continue
+        code = msg.orderCode
+        if msg.type == "RESERVE":
+            quantity.setdefault(code, msg.quantity or 0)
+        elif msg.type == "RELEASE":
+            closed.add(code)
+        elif code in quantity and msg.type == "CANCEL":
+            cancelled[code] = max(cancelled.get(code, 0), msg.cancelledQuantity or 0)
+        elif code in quantity and msg.type == "ACCEPT":
+            accepted.setdefault(code, msg.occurredAt.timestamp())
+
+    def absorbed(code: str) -> bool:
+        return cutoff is not None and code in accepted and accepted[code] < cutoff
+
+    held = 0
+    for code in set(quantity) | set(picked) | closed:
+        if absorbed(code):
+            continue
+        on_hand -= picked_after.get(code, 0)
+        if code not in closed:
+            held += max(0, quantity.get(code, 0) - cancelled.get(code, 0) - picked.get(code, 0))
+    return on_hand, held
 
 
 # --- the worker: the engine the worker runs, over a simulated log and changelog -----
@@ -282,6 +281,7 @@ stock_op = st.tuples(
     st.integers(-5, 8),
     st.one_of(st.none(), st.sampled_from(ORDERS)),
     minutes,
+    st.sampled_from([None, "ON_HAND", "AVAILABLE"]),  # a SNAPSHOT's basis
 )
 command_op = st.tuples(
     st.just("command"),
@@ -325,7 +325,7 @@ def small_ring() -> Iterator[None]:
 
 def build(op: tuple[Any, ...], n: int) -> tuple[str, StockEvent | InventoryCommand]:
     if op[0] == "stock":
-        _, k, kind, qty, order, minute = op
+        _, k, kind, qty, order, minute, *rest = op
         location, sku = KEYS[k]
         event = StockEvent(
             eventId=f"e{n}",
@@ -334,6 +334,7 @@ def build(op: tuple[Any, ...], n: int) -> tuple[str, StockEvent | InventoryComma
             channelSkuCode=sku,
             quantity=abs(qty) if kind == "SNAPSHOT" else qty,
             occurredAt=T0 + timedelta(minutes=minute),
+            basis=rest[0] if rest and kind == "SNAPSHOT" else None,
             orderCode=order,
         )
         return STOCK, event
@@ -455,13 +456,19 @@ def test_replay_beyond_the_ring_relies_on_offsets() -> None:
 
 
 def test_reference_model_sanity() -> None:
-    """The reference itself must count duplicates once and settle accepted orders."""
+    """The reference itself must count duplicates once, absorb only what an AVAILABLE
+    snapshot says, and not care which topic came first."""
     log: list[Message] = [
         (STOCK, 0, build(("stock", 0, "DELTA", 8, None, 0), 0)[1]),
         (STOCK, 1, build(("stock", 0, "DELTA", 8, None, 0), 0)[1]),  # same eventId
         (COMMANDS, 0, build(("command", 0, "RESERVE", "O1", 3, 1), 1)[1]),
         (COMMANDS, 1, build(("command", 0, "ACCEPT", "O1", 1, 2), 2)[1]),
         (COMMANDS, 2, build(("command", 0, "RESERVE", "O2", 2, 2), 3)[1]),
-        (STOCK, 2, build(("stock", 0, "SNAPSHOT", 6, None, 3), 4)[1]),
+        (STOCK, 2, build(("stock", 0, "SNAPSHOT", 6, None, 3, "AVAILABLE"), 4)[1]),
+        (STOCK, 3, build(("stock", 0, "DELTA", -1, "O2", 4), 5)[1]),  # a pick of O2
+        (STOCK, 4, build(("stock", 0, "DELTA", -3, "O1", 4), 6)[1]),  # absorbed: nothing
     ]
-    assert reference(log) == {"L1:A": (6, 2)}
+    assert reference(log) == {"L1:A": (5, 1)}
+    assert reference(log[2:5] + log[:2] + log[5:]) == reference(log)
+    on_hand_count = build(("stock", 0, "SNAPSHOT", 6, None, 3, "ON_HAND"), 4)[1]
+    assert reference([*log[:5], (STOCK, 2, on_hand_count), *log[6:]]) == {"L1:A": (2, 1)}

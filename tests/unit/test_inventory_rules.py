@@ -94,9 +94,9 @@ def test_delta_adds_and_snapshot_sets() -> None:
     assert f.stock(ev("a", 10)) is Outcome.APPLIED
     assert f.stock(ev("b", -3)) is Outcome.APPLIED
     assert f.state.on_hand == 7
-    assert f.stock(ev("c", 4, "SNAPSHOT")) is Outcome.APPLIED
+    assert f.stock(ev("c", 4, "SNAPSHOT", minute=1)) is Outcome.APPLIED
     assert f.state.on_hand == 4
-    assert f.stock(ev("d", -6)) is Outcome.APPLIED
+    assert f.stock(ev("d", -6, minute=2)) is Outcome.APPLIED
     assert f.state.on_hand == -2
     assert atp(f.state, 0) == 0
 
@@ -191,7 +191,10 @@ def test_commands_for_unknown_orders() -> None:
     assert "O1" not in f.state.reservations
     assert f.command(cmd("RELEASE", "O2")) is Outcome.UNMATCHED
     assert f.state.reservations["O2"].closed_at is not None  # tombstone
-    assert f.command(cmd("RESERVE", "O2", n=1, quantity=3)) is Outcome.DUPLICATE
+    # The late RESERVE is recorded (an ACCEPT may follow it) but holds nothing.
+    assert f.command(cmd("RESERVE", "O2", n=1, quantity=3)) is Outcome.APPLIED
+    assert f.command(cmd("RESERVE", "O2", n=2, quantity=3)) is Outcome.DUPLICATE
+    assert (f.state.reservations["O2"].quantity, reserved(f.state)) == (3, 0)
     assert atp(f.state, 0) == 10
 
 
@@ -213,7 +216,7 @@ def test_command_ids_are_bounded_but_keep_the_reserve_id() -> None:
     assert reserved(f.state) == 100 - (MAX_COMMAND_IDS + 4)
 
 
-def test_accept_then_later_snapshot_settles_the_reservation() -> None:
+def test_accept_then_later_available_snapshot_absorbs_the_reservation() -> None:
     f = Feed()
     f.stock(ev("a", 10))
     reserve(f, "O1", 3)
@@ -221,13 +224,13 @@ def test_accept_then_later_snapshot_settles_the_reservation() -> None:
     assert f.command(cmd("ACCEPT", "O1", n=1, minute=1)) is Outcome.APPLIED
     assert f.command(cmd("ACCEPT", "O1", n=2, minute=7)) is Outcome.APPLIED
     assert f.state.reservations["O1"].accepted_at == at(1).timestamp()  # first accept wins
-    # A snapshot from before the acceptance does not count the order yet.
-    f.stock(ev("s1", 10, "SNAPSHOT", minute=1))
+    # A snapshot from the moment of the acceptance does not count the order yet.
+    f.stock(snap("s1", 10, "AVAILABLE", minute=1))
     assert (f.state.on_hand, reserved(f.state)) == (10, 5)
     # Increff's later ATP already subtracts O1: keeping it would subtract it twice.
-    f.stock(ev("s2", 7, "SNAPSHOT", minute=2))
+    f.stock(snap("s2", 7, "AVAILABLE", minute=2))
     assert (f.state.on_hand, reserved(f.state)) == (7, 2)
-    assert f.state.reservations["O1"].closed_at == at(2).timestamp()
+    assert f.state.reservations["O1"].open == 3  # absorbed, not closed
     assert atp(f.state, 0) == 5
 
 
@@ -236,10 +239,12 @@ def test_settle_after_leaves_a_grace_period() -> None:
     reserve(f, "O1", 3)
     f.command(cmd("ACCEPT", "O1", n=1, minute=1))
     f.offset += 1
-    apply_stock_event(f.state, ev("s", 9, "SNAPSHOT", minute=1.5), S, f.offset, settle_after_s=60)
+    s = snap("s", 9, "AVAILABLE", minute=1.5)
+    apply_stock_event(f.state, s, S, f.offset, settle_after_s=60)
     assert reserved(f.state) == 3
     f.offset += 1
-    apply_stock_event(f.state, ev("t", 9, "SNAPSHOT", minute=2.5), S, f.offset, settle_after_s=60)
+    t = snap("t", 9, "AVAILABLE", minute=2.5)
+    apply_stock_event(f.state, t, S, f.offset, settle_after_s=60)
     assert reserved(f.state) == 0
 
 
@@ -251,7 +256,7 @@ def test_negative_delta_with_order_releases_what_it_picked() -> None:
     assert (f.state.on_hand, reserved(f.state), atp(f.state, 0)) == (8, 1, 7)
     f.stock(ev("p2", -5, order="O1"))  # over-pick releases only what is open
     assert (f.state.on_hand, reserved(f.state), atp(f.state, 0)) == (3, 0, 3)
-    assert f.state.reservations["O1"].fulfilled == 1 + 2
+    assert f.state.reservations["O1"].picked == 2 + 5
 
 
 def test_other_events_with_order_release_fully() -> None:
@@ -260,10 +265,10 @@ def test_other_events_with_order_release_fully() -> None:
     reserve(f, "O1", 3)
     reserve(f, "O2", 4)
     f.stock(ev("r", 1, order="O1"))
-    f.stock(ev("s", 9, "SNAPSHOT", order="O2"))
+    f.stock(ev("s", 9, "SNAPSHOT", minute=1, order="O2"))
     assert reserved(f.state) == 0
     assert f.state.on_hand == 9
-    f.stock(ev("x", -1, order="NOPE"))  # unknown order: stock still moves
+    f.stock(ev("x", -1, minute=2, order="NOPE"))  # unknown order: stock still moves
     assert f.state.on_hand == 8
 
 
@@ -383,7 +388,7 @@ def test_unknown_state_format_is_refused() -> None:
 
 
 def test_reservation_open_is_derived() -> None:
-    r = Reservation(quantity=5, reserved_at=0.0, cancelled=1, fulfilled=1)
+    r = Reservation(quantity=5, reserved_at=0.0, cancelled=1, picked=1)
     assert r.open == 3
     r.close(1.0)
     r.close(2.0)
@@ -412,7 +417,7 @@ def test_a_pick_that_overtakes_its_reservation_is_remembered() -> None:
         locationCode="W",
         channelSkuCode="A",
         quantity=-2,
-        occurredAt=at,
+        occurredAt=at + timedelta(seconds=1),
         orderCode="O1",
     )
     reserve = InventoryCommand(
@@ -433,3 +438,181 @@ def test_a_pick_that_overtakes_its_reservation_is_remembered() -> None:
     assert atp(state, 0) == 7
     restored = KeyState.from_bytes(state.to_bytes())
     assert atp(restored, 0) == 7
+
+
+# --- snapshots: basis, absorption, interleaving --------------------------------------
+
+
+def snap(event_id: str, quantity: int, basis: str | None, *, minute: float) -> StockEvent:
+    return ev(event_id, quantity, "SNAPSHOT", minute=minute).model_copy(update={"basis": basis})
+
+
+def test_accept_after_an_available_snapshot_is_absorbed_by_time_not_arrival() -> None:
+    """The repro of issue 9 item 8: one set of messages, two interleavings, 8 vs 6."""
+    stock = [ev("a", 10, minute=0), snap("s", 8, "AVAILABLE", minute=10)]
+    commands = [cmd("RESERVE", "O1", quantity=2, minute=1), cmd("ACCEPT", "O1", n=1, minute=5)]
+    commands_first = Feed()
+    for c in commands:
+        commands_first.command(c)
+    for e in stock:
+        commands_first.stock(e)
+    accept_last = Feed()
+    accept_last.command(commands[0])
+    for e in stock:
+        accept_last.stock(e)
+    accept_last.command(commands[1])
+    assert atp(commands_first.state, 0) == 8  # Increff's 8 already excludes O1's 2
+    assert atp(accept_last.state, 0) == 8
+
+
+def accepted(f: Feed, order: str, qty: int, *, minute: float) -> None:
+    reserve(f, order, qty, minute=minute)
+    assert f.command(cmd("ACCEPT", order, n=1, minute=minute)) is Outcome.APPLIED
+
+
+def test_atp_is_base_minus_counted_unpicked_reservations_minus_safety() -> None:
+    f = Feed()
+    f.stock(snap("s", 20, "AVAILABLE", minute=5))
+    accepted(f, "IN", 3, minute=1)  # in Increff's figure
+    accepted(f, "OUT", 4, minute=6)  # accepted after it: still counted
+    reserve(f, "NEW", 2, minute=7)  # not accepted yet: counted
+    f.stock(ev("p", -1, minute=8, order="NEW"))  # 1 of NEW picked
+    assert (f.state.on_hand, reserved(f.state)) == (19, 4 + 1)
+    assert atp(f.state, 2) == 19 - 5 - 2
+
+
+def test_on_hand_snapshot_keeps_every_unpicked_reservation_counted() -> None:
+    f = Feed()
+    accepted(f, "O1", 3, minute=1)
+    reserve(f, "O2", 2, minute=1)
+    f.stock(ev("p", -1, minute=2, order="O1"))
+    f.stock(snap("s", 10, None, minute=3))  # no basis: ON_HAND
+    assert (f.state.on_hand, reserved(f.state), atp(f.state, 0)) == (10, 2 + 2, 6)
+    f.stock(snap("t", 10, "ON_HAND", minute=4))
+    assert atp(f.state, 0) == 6
+
+
+def test_on_hand_snapshot_counts_again_what_an_available_one_absorbed() -> None:
+    f = Feed()
+    accepted(f, "O1", 3, minute=1)
+    f.stock(snap("a", 7, "AVAILABLE", minute=2))
+    assert (reserved(f.state), atp(f.state, 0)) == (0, 7)
+    f.stock(ev("p", -1, minute=3, order="O1"))  # absorbed: changes nothing
+    assert (f.state.on_hand, atp(f.state, 0)) == (7, 7)
+    f.stock(snap("h", 9, "ON_HAND", minute=4))  # holds O1's 2 unpicked units
+    assert (f.state.on_hand, reserved(f.state), atp(f.state, 0)) == (9, 2, 7)
+
+
+def test_available_snapshot_absorbs_only_orders_accepted_before_it() -> None:
+    f = Feed()
+    accepted(f, "EARLY", 3, minute=1)
+    accepted(f, "SAME", 2, minute=2)
+    reserve(f, "OPEN", 1, minute=1)  # never accepted
+    f.stock(snap("a", 10, "AVAILABLE", minute=2))
+    assert reserved(f.state) == 2 + 1  # strictly before: SAME and OPEN still count
+    accepted(f, "LATER", 4, minute=3)
+    assert reserved(f.state) == 2 + 1 + 4
+
+
+def test_pick_of_an_absorbed_reservation_changes_nothing() -> None:
+    f = Feed()
+    accepted(f, "O1", 3, minute=1)
+    f.stock(snap("a", 7, "AVAILABLE", minute=2))
+    f.stock(ev("p", -3, minute=3, order="O1"))
+    assert (f.state.on_hand, reserved(f.state), atp(f.state, 0)) == (7, 0, 7)
+    assert f.state.reservations["O1"].open == 0  # ended: a later ON_HAND count sees it gone
+    f.stock(snap("h", 7, "ON_HAND", minute=4))
+    assert atp(f.state, 0) == 7
+
+
+def test_pick_of_a_counted_reservation_lowers_on_hand_and_reservation_together() -> None:
+    f = Feed()
+    f.stock(snap("s", 10, "ON_HAND", minute=0))
+    accepted(f, "O1", 3, minute=1)
+    assert atp(f.state, 0) == 7
+    f.stock(ev("p", -2, minute=2, order="O1"))
+    assert (f.state.on_hand, reserved(f.state), atp(f.state, 0)) == (8, 1, 7)
+
+
+def test_pick_naming_no_known_reservation_lowers_on_hand() -> None:
+    f = Feed()
+    f.stock(snap("s", 10, "AVAILABLE", minute=0))
+    f.stock(ev("p", -2, minute=1, order="GHOST"))
+    assert (f.state.on_hand, atp(f.state, 0)) == (8, 8)
+    # CANCEL and ACCEPT before any RESERVE are unmatched, whatever came first.
+    assert f.command(cmd("ACCEPT", "GHOST", minute=0)) is Outcome.UNMATCHED
+    assert f.command(cmd("CANCEL", "GHOST", n=1, cancelledQuantity=1)) is Outcome.UNMATCHED
+    assert atp(f.state, 0) == 8
+
+
+def test_stock_events_not_after_the_base_are_already_in_it() -> None:
+    f = Feed()
+    reserve(f, "O1", 3)
+    f.stock(snap("s", 10, "ON_HAND", minute=5))
+    f.stock(ev("late", 4, minute=4))  # happened before the count
+    f.stock(ev("tie", -1, minute=5))  # at the count's moment: in it too
+    f.stock(snap("old", 50, "ON_HAND", minute=5))  # not after the base: not a new base
+    assert (f.state.on_hand, atp(f.state, 0)) == (10, 7)
+    f.stock(ev("p", -2, minute=3, order="O1"))  # a pick among them still ends it
+    assert (f.state.on_hand, reserved(f.state), atp(f.state, 0)) == (10, 1, 9)
+    f.stock(ev("new", 1, minute=6))
+    assert f.state.on_hand == 11
+
+
+def test_pick_before_its_accept_arrives_is_given_back_to_an_available_base() -> None:
+    """The pick lowered on-hand; the late ACCEPT shows the base already excluded it."""
+    stock = [snap("a", 7, "AVAILABLE", minute=2), ev("p", -3, minute=3, order="O1")]
+    commands = [cmd("RESERVE", "O1", quantity=3), cmd("ACCEPT", "O1", n=1, minute=1)]
+    f = Feed()
+    f.command(commands[0])
+    for e in stock:
+        f.stock(e)
+    assert (f.state.on_hand, atp(f.state, 0)) == (4, 4)
+    f.command(commands[1])
+    assert (f.state.on_hand, atp(f.state, 0)) == (7, 7)
+    g = Feed()
+    for c in commands:
+        g.command(c)
+    for e in stock:
+        g.stock(e)
+    assert (g.state.on_hand, reserved(g.state)) == (7, 0)
+
+
+def test_expiry_of_an_absorbed_reservation_is_silent() -> None:
+    f = Feed()
+    accepted(f, "IN", 3, minute=0)
+    reserve(f, "OPEN", 2, minute=0)
+    f.stock(snap("a", 7, "AVAILABLE", minute=1))
+    now = at(60).timestamp()
+    assert expire_reservations(f.state, now, ttl_s=60) == ["OPEN"]
+    assert f.state.reservations["IN"].closed_at == now
+
+
+def test_format_2_state_is_still_read() -> None:
+    reservation = [5, T0.timestamp(), 1, 2, None, None, ["o:0:RESERVE"]]
+    old = orjson.dumps([2, 9, {"O1": reservation}, ["e1"], {S: 3}, 7, 11, 0.0, "WH1"])
+    state = KeyState.from_bytes(old)
+    assert (state.on_hand, reserved(state), state.base_at, state.absorb_before) == (
+        9,
+        2,
+        None,
+        None,
+    )
+    assert state.reservations["O1"].picked_after == 0
+    assert orjson.loads(state.to_bytes())[0] == 3
+    assert KeyState.from_bytes(state.to_bytes()) == state
+
+
+def test_format_3_keeps_the_base_and_picks_since_it() -> None:
+    f = Feed()
+    accepted(f, "O1", 3, minute=1)
+    f.stock(snap("a", 7, "AVAILABLE", minute=2))
+    f.offset += 1
+    apply_stock_event(f.state, snap("b", 7, "AVAILABLE", minute=3), S, f.offset, settle_after_s=90)
+    reserve(f, "O2", 2, minute=2)
+    f.stock(ev("p", -1, minute=4, order="O2"))
+    back = KeyState.from_bytes(f.state.to_bytes())
+    assert back == f.state
+    assert (back.base_at, back.absorb_before) == (at(3).timestamp(), at(1.5).timestamp())
+    assert back.reservations["O2"].picked_after == 1
+    assert atp(back, 0) == atp(f.state, 0) == 6 - 1

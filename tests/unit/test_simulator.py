@@ -28,16 +28,19 @@ def run(config: SimConfig, ticks: int = 600, per_tick: int = 50) -> tuple[Simula
 
 
 def naive_replay(msgs: list[Message]) -> dict[tuple[str, str], int]:
-    """Straight from the rules of DESIGN.md, with plain dicts."""
+    """Straight from the rules of DESIGN.md, with plain dicts (ON_HAND snapshots only)."""
     on_hand: dict[tuple[str, str], int] = {}
+    base_at: dict[tuple[str, str], datetime] = {}
     lines: dict[tuple[str, str, str], list[int]] = {}  # (order, loc, sku) -> [q, c, f]
     for m in msgs:
         v = m.value
         if m.topic == "stock":
             key = (v["locationCode"], v["channelSkuCode"])
+            assert v.get("basis", "ON_HAND") == "ON_HAND"
             if v["type"] == "SNAPSHOT":
                 on_hand[key] = v["quantity"]
-            else:
+                base_at[key] = datetime.fromisoformat(v["occurredAt"])
+            elif datetime.fromisoformat(v["occurredAt"]) > base_at[key]:
                 on_hand[key] += v["quantity"]
             assert on_hand[key] >= 0, f"on-hand of {key} went negative"
             line = lines.get((v.get("orderCode", ""), *key))
@@ -113,6 +116,10 @@ def test_events_are_valid_and_ordered_as_promised() -> None:
     _sim, msgs = run(SimConfig(keys=100, seed=5, pick_delay_s=0.5), ticks=300)
     snapshots = [i for i, m in enumerate(msgs) if m.value.get("type") == "SNAPSHOT"]
     assert snapshots == list(range(100)), "one SNAPSHOT per key, first, never again"
+    assert {msgs[i].value["basis"] for i in snapshots} == {"ON_HAND"}
+    counted_at = datetime.fromisoformat(msgs[0].value["occurredAt"])
+    later = [datetime.fromisoformat(m.value["occurredAt"]) for m in msgs[100:]]
+    assert all(t > counted_at for t in later), "every later event is after the count"
     ids = [m.value["eventId"] for m in msgs]
     assert len(ids) == len(set(ids))
     created: dict[str, float] = {}
@@ -135,6 +142,26 @@ def test_events_are_valid_and_ordered_as_promised() -> None:
             assert order.type == "CUSTOMER_CANCELLED"
             CustomerCancellation.model_validate(order.payload)
             assert order.occurredAt.timestamp() - created[m.key] >= 0.5
+
+
+def test_a_clock_that_has_not_moved_still_times_events_after_the_snapshots() -> None:
+    """Events at the snapshots' instant would be in them (the rules ignore them)."""
+    sim = Simulator(SimConfig(keys=20, seed=3, pick_delay_s=0.0))
+    msgs = sim.initial(T0)
+    for i in range(40):
+        msgs += sim.next_batch(T0 - timedelta(milliseconds=i), 20)  # stuck, then backwards
+    later = [m for m in msgs[20:] if m.topic == "stock"]
+    assert later and all(datetime.fromisoformat(m.value["occurredAt"]) > T0 for m in later)
+    states: dict[str, KeyState] = {}
+    for offset, m in enumerate(msgs):
+        if m.topic == "stock":
+            event = decode_stock_event(m.key.encode(), orjson.dumps(m.value))
+            apply_stock_event(states.setdefault(event.key, KeyState()), event, "s/0", offset)
+        else:
+            for cmd in reservation_commands(decode_order_event(orjson.dumps(m.value)), m.key):
+                apply_command(states.setdefault(cmd.key, KeyState()), cmd, "c/0", offset)
+    got = {tuple(k.split(":", 1)): atp(s, 0) for k, s in states.items()}
+    assert got == sim.truth.quantities()
 
 
 def test_orders_only_for_available_stock() -> None:
