@@ -123,6 +123,8 @@ class Publication:
     since: float | None
     """Oldest ``occurredAt`` (epoch s) among the changes it carries, if known."""
     stockout: bool
+    marked: float | None = None
+    """When (the engine's monotonic clock) the key was first marked changed, if known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ class InventoryEngine:
         self.active: set[int] = set()
         """Assigned and restored: the only partitions published from or written."""
         self._since: dict[str, float] = {}
+        self._marked: dict[str, float] = {}
 
     # -- input -----------------------------------------------------------------------
 
@@ -250,6 +253,7 @@ class InventoryEngine:
         out: list[Publication] = []
         for key in keys:
             since = self._since.pop(key, None)
+            marked = self._marked.pop(key, None)
             state = self.store.get(key)
             partition = self.store.partition_of(key)
             if state is None or partition not in self.active:
@@ -261,7 +265,7 @@ class InventoryEngine:
             location, sku = parse_inventory_key(key, state.location or None)
             update = build_update(state, location, sku, safety, wall)
             stockout = quantity == 0 and state.last_published_qty != 0
-            out.append(Publication(key, partition, update, since, stockout))
+            out.append(Publication(key, partition, update, since, stockout, marked))
         return out
 
     def published(self, pubs: Iterable[Publication]) -> list[StateWrite]:
@@ -284,6 +288,8 @@ class InventoryEngine:
             if state is not None and pub.partition in self.active:
                 if pub.since is not None:
                     self._since.setdefault(pub.key, pub.since)
+                if pub.marked is not None:
+                    self._marked.setdefault(pub.key, pub.marked)
                 self._mark(pub.key, state, now)
 
     def next_deadline(self) -> float | None:
@@ -324,6 +330,7 @@ class InventoryEngine:
         self.coalescer.drop_partition(keys)
         for key in keys:
             self._since.pop(key, None)
+            self._marked.pop(key, None)
         self.store.drop_partitions(gone)
         self.assignment -= gone
         self.active -= gone
@@ -360,6 +367,7 @@ class InventoryEngine:
         return self.safety.for_key(location, sku)
 
     def _mark(self, key: str, state: KeyState, now: float) -> None:
+        self._marked.setdefault(key, now)
         quantity = atp(state, self._safety_for(key, state))
         self.coalescer.mark(key, now, quantity, state.last_published_qty)
 

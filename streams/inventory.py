@@ -108,15 +108,17 @@ class InventoryAgent:
                 self.engine.unpublished(pubs, now)
                 raise
             writes = writes + self.engine.published(pubs)
-            self._observe(pubs, wall)
+            self._observe(pubs, wall, now)
         await self.state.write(writes)
         self.metrics.keys_dirty.set(self.engine.pending)
         return len(pubs)
 
-    def _observe(self, pubs: list[Publication], wall: datetime) -> None:
+    def _observe(self, pubs: list[Publication], wall: datetime, now: float) -> None:
         self.metrics.updates_published.inc(len(pubs))
         at = wall.timestamp()
         for pub in pubs:
+            if pub.marked is not None:
+                self.metrics.publish_delay.observe(max(0.0, now - pub.marked))
             if self.on_published is not None:
                 self.on_published(pub)
             if pub.since is not None:

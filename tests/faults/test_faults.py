@@ -5,13 +5,17 @@ offsets reach the end. `make faults` runs these longer, over several seeds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
 import random
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from invsync import localkafka
 from invsync.localkafka import free_port
 from tests.faults.support import (
     EVENTS,
@@ -29,6 +33,7 @@ from tests.integration.support import WorkerProcess, isolated_env
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 WINDOWS = {"INVSYNC_DEBOUNCE_MS": "50", "INVSYNC_MAX_DELAY_MS": "300"}
+OUTAGE_S = float(os.environ.get("FAULT_OUTAGE_S", "8"))
 
 
 async def start(worker: WorkerProcess, *, ready: bool = True) -> None:
@@ -129,3 +134,64 @@ async def test_committed_offsets_advance_under_steady_input(
     biggest = max(lag for _, lag in samples)
     print(f"\ncommitted lag at {rate:.0f} events/s: max {biggest}, longest stall {longest:.1f}s")
     assert longest <= 3.0, f"committed offsets stalled {longest:.1f}s (max lag {biggest})"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n")
+
+
+@pytest.mark.parametrize("fast_path", ["true", "false"])
+async def test_the_broker_stops_mid_stream_and_comes_back(tmp_path: Path, fast_path: str) -> None:
+    """While the broker is away the worker logs little, idles, says not ready; when it
+    returns the worker carries on by itself and ends exact (DESIGN.md)."""
+    data_dir = tmp_path / "kafka"
+    port = free_port()
+    broker = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: localkafka.start(port=port, data_dir=data_dir, log=False)
+    )
+    assert broker.bootstrap is not None
+    bootstrap = broker.bootstrap
+    env = isolated_env(bootstrap, tmp_path / "data", INVSYNC_FAST_PATH=fast_path, **WINDOWS)
+    feeder = Feeder(bootstrap, env, workload(SEED + 300, EVENTS), RATE)
+    log_path = tmp_path / "worker.log"
+    worker = WorkerProcess(env, log_path)
+    try:
+        await start(worker)
+        feeder.start()
+        await feeder.reach(0.35)
+        feeder.paused.clear()
+        await asyncio.sleep(0.5)
+        await asyncio.get_running_loop().run_in_executor(None, localkafka.stop, data_dir)
+        await asyncio.sleep(2.0)  # the worker notices; then measure a steady outage
+        assert worker.proc is not None
+        lines0, cpu0, t0 = _lines(log_path), _cpu_seconds(worker.proc.pid), time.monotonic()
+        statuses: set[int] = set()
+        while time.monotonic() - t0 < OUTAGE_S:
+            async with httpx.AsyncClient() as client:
+                with contextlib.suppress(httpx.HTTPError):
+                    statuses.add((await client.get(f"{worker.web}/ready", timeout=3)).status_code)
+            await asyncio.sleep(1.0)
+        elapsed = time.monotonic() - t0
+        lines_per_s = (_lines(log_path) - lines0) / elapsed
+        cores = (_cpu_seconds(worker.proc.pid) - cpu0) / elapsed
+        print(f"\nbroker away {elapsed:.0f}s: {lines_per_s:.1f} log lines/s, {cores:.3f} cores")
+        restarted = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: localkafka.start(port=port, data_dir=data_dir, log=False)
+        )
+        assert restarted.bootstrap == bootstrap
+        feeder.paused.set()
+        await feeder.finish()
+        got = await settled_output(bootstrap, env, [worker])
+        assert statuses == {503}, f"/ready during the outage answered {statuses}"
+        assert lines_per_s <= 10, f"{lines_per_s:.1f} log lines/s while the broker was away"
+        assert cores <= 0.1, f"{cores:.2f} cores while the broker was away"
+        judge(got, await clean_pass(bootstrap, env, tmp_path), lambda: logs(worker))
+    finally:
+        worker.stop()
+        localkafka.stop(data_dir)

@@ -147,3 +147,21 @@ def test_an_absorbed_reservation_expires_silently_but_its_closing_is_written() -
     assert out.orders == []  # in Increff's figure: it held nothing, nothing to alert on
     assert [w.key for w in out.writes] == ["WH1:SKU-1"]
     assert out.writes[0].state.reservations["O1"].closed_at == T0.timestamp()
+
+
+def test_a_publication_says_when_its_key_was_first_marked() -> None:
+    e = InventoryEngine(
+        MemoryStore(),
+        stock_topic=STOCK,
+        safety=SafetyStock(),
+        debounce_s=0.5,
+        max_delay_s=5.0,
+        reservation_ttl_s=3600,
+    )
+    e.assigned({0})
+    e.recovered(0.0)
+    e.apply([Input(STOCK, 0, 0, event(1, 5))], 10.0)
+    e.apply([Input(STOCK, 0, 1, event(2, 1))], 10.4)  # still quiet < 0.5 s: one window
+    assert e.due(10.6, T0) == []
+    (pub,) = e.due(10.9, T0)
+    assert pub.marked == 10.0 and pub.update.quantity == 6
