@@ -1,20 +1,18 @@
-"""Just enough of the Prometheus text format to read a worker's `/metrics` in the demo."""
+"""A worker's `/metrics`, read with prometheus_client's parser, summed and quantiled."""
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
-_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
-_LE = re.compile(r'le="([^"]+)"')
+from prometheus_client.parser import text_string_to_metric_families
 
 
 @dataclass(frozen=True, slots=True)
 class Samples:
-    """Samples by metric name: a list of (label text, value)."""
+    """Samples by sample name (`x_total`, `x_bucket`, ...): a list of (labels, value)."""
 
-    by_name: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    by_name: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
 
     def total(self, name: str) -> float:
         """Sum over every label set (0 when absent)."""
@@ -24,10 +22,9 @@ class Samples:
         """`histogram_quantile(q, <histogram>_bucket)` over all series, as Prometheus does."""
         buckets: dict[float, float] = {}
         for labels, value in self.by_name.get(f"{histogram}_bucket", []):
-            m = _LE.search(labels)
-            if m is None:
+            if "le" not in labels:
                 continue
-            le = math.inf if m.group(1) == "+Inf" else float(m.group(1))
+            le = float(labels["le"])  # "+Inf" parses to inf
             buckets[le] = buckets.get(le, 0.0) + value
         return histogram_quantile(q, sorted(buckets.items()))
 
@@ -53,15 +50,7 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
 
 def parse(text: str) -> Samples:
     samples = Samples()
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if m is None:
-            continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        samples.by_name.setdefault(m.group(1), []).append((m.group(2) or "", value))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.by_name.setdefault(sample.name, []).append((sample.labels, sample.value))
     return samples
