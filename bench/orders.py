@@ -44,6 +44,7 @@ async def run(orders: int, latency_ms: float, bootstrap: str) -> float:
             await produce(bootstrap, env["INVSYNC_TOPIC_ORDERS"], [_order("warm", 0)])
             await mock.wait_until(lambda: len(mock.orders) == 1, within=60)
             started = time.monotonic()
+            cpu0 = _cpu_s(worker)
             await produce(
                 bootstrap,
                 env["INVSYNC_TOPIC_ORDERS"],
@@ -51,10 +52,21 @@ async def run(orders: int, latency_ms: float, bootstrap: str) -> float:
             )
             await mock.wait_until(lambda: len(mock.orders) == orders + 1, within=600)
             elapsed = time.monotonic() - started
+            print(
+                f"worker CPU {(_cpu_s(worker) - cpu0) / elapsed:.0%} of a core over {elapsed:.1f}s"
+            )
         finally:
+            if os.environ.get("BENCH_LOG"):
+                print(worker.log_tail(int(os.environ["BENCH_LOG"])))
             await asyncio.to_thread(worker.stop)
             await mock.stop()
     return orders / elapsed
+
+
+def _cpu_s(worker: WorkerProcess) -> float:
+    assert worker.proc is not None
+    fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _order(tag: str, i: int) -> tuple[bytes, bytes]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import httpx
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
@@ -142,6 +143,7 @@ def _increff_client(settings: Settings, metrics: Metrics) -> IncreffClient | Non
         backoff=Backoff(
             base=0.2, max_delay=1.0, max_attempts=4, deadline=settings.order_inline_retry_s
         ),
+        limits=httpx.Limits(max_connections=settings.order_concurrency),
     )
 
 

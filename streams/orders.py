@@ -200,16 +200,15 @@ class OrderLanes:
             if lane.full():
                 await self._reject(msg, f"more than {len(lane.parked)} events wait for order")
                 return
-            sent = await self._try(self.router.reserve(plan))
+            sent = await self._try(self.router.send(plan.commands))
             lane.parked.append(_parked(msg, code, now, now, "behind an earlier event", sent))
             await self._save(code, lane, msg.partition)
             self.metrics.orders_parked_total.inc()
             return
         sent = False
         try:
-            await self.router.reserve(plan)
+            result = await self.router.attempt(plan, reserve=True)
             sent = True
-            result = await self.router.attempt(plan)
         except Exception as exc:  # noqa: BLE001 - a Kafka time-out, anything unforeseen: park it
             log.warning("order %s %s failed: %r; parking it", order.type, code, exc)
             result = Attempt.later(f"{type(exc).__name__}: {exc}")
@@ -246,10 +245,8 @@ class OrderLanes:
                 changed = True
                 continue
             try:
-                if not entry.commandsSent:
-                    await self.router.reserve(plan)
-                    entry.commandsSent = True
-                result = await self.router.attempt(plan)
+                result = await self.router.attempt(plan, reserve=not entry.commandsSent)
+                entry.commandsSent = True
             except Exception as exc:  # noqa: BLE001 - whatever failed, it waits again
                 result = Attempt.later(f"{type(exc).__name__}: {exc}")
             now = self.clock()
@@ -428,6 +425,10 @@ def install_orders(
     publish_update: PublishUpdate,
 ) -> OrderLanes:
     """The orders agent, its table, retry task and rebalance hooks."""
+    # httpx logs every request at INFO: thousands of lines a second under load.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: thousands of lines a second under load.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def send_dead_letter(key: bytes, value: bytes) -> None:
         fut = await dead_letter_topic.send(key=key, value=value)

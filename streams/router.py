@@ -75,38 +75,53 @@ class OrderRouter:
         self.metrics = metrics
         self.send_timeout_s = send_timeout_s
 
-    async def reserve(self, plan: OrderPlan) -> None:
-        """The event's reservation commands, acknowledged by the broker (or raises)."""
-        if plan.commands:
-            await self._send(plan.commands)
-
-    async def attempt(self, plan: OrderPlan) -> Attempt:
-        """Send the plan to Increff and settle it. Kafka failures raise."""
-        if self.increff is None:
+    async def attempt(self, plan: OrderPlan, *, reserve: bool = False) -> Attempt:
+        """Send the plan to Increff and settle it; with `reserve`, its reservation
+        commands too, while Increff answers (acknowledged before any settling command,
+        so a RELEASE never precedes its RESERVE). Kafka failures raise."""
+        call = self._call(plan)
+        if reserve and plan.commands:
+            sent, error = await asyncio.gather(
+                self.send(plan.commands), call, return_exceptions=True
+            )
+            if isinstance(sent, BaseException):
+                raise sent
+            if isinstance(error, BaseException) and not isinstance(error, ConnectorError):
+                raise error
+        else:
+            error = await call
+        if error is None:
+            await self.send(plan.settle("ACCEPT", datetime.now(UTC)))
             return DONE
-        route = plan.route
+        return await self._failed(plan, error)
+
+    async def _call(self, plan: OrderPlan) -> ConnectorError | None:
+        if self.increff is None:
+            return None
         try:
-            await route.call(self.increff, plan.code, plan.body)
+            await plan.route.call(self.increff, plan.code, plan.body)
         except ConnectorError as exc:
-            code = exc.code if isinstance(exc, IncreffError) else None
-            verdict = increff_verdict(exc.status, code, exc.retriable)
-            if verdict == "final":
-                await self._reject(plan, exc)
-                return DONE
-            if verdict == "credentials":
-                self.metrics.increff_auth_failures.inc()
-                log.error(  # noqa: TRY400 - a credential problem: no traceback
-                    "Increff refused our credentials (HTTP %s) for %s %s: check "
-                    "INVSYNC_INCREFF_USERNAME / _PASSWORD / _DOMAIN; the order waits",
-                    exc.status,
-                    plan.event.type,
-                    plan.code,
-                )
-            else:
-                self.metrics.increff_retries.labels(route.endpoint).inc()
-            return Attempt.later(str(exc), exc.retry_after)
-        await self._send(plan.settle("ACCEPT", datetime.now(UTC)))
-        return DONE
+            return exc
+        return None
+
+    async def _failed(self, plan: OrderPlan, exc: ConnectorError) -> Attempt:
+        code = exc.code if isinstance(exc, IncreffError) else None
+        verdict = increff_verdict(exc.status, code, exc.retriable)
+        if verdict == "final":
+            await self._reject(plan, exc)
+            return DONE
+        if verdict == "credentials":
+            self.metrics.increff_auth_failures.inc()
+            log.error(
+                "Increff refused our credentials (HTTP %s) for %s %s: check "
+                "INVSYNC_INCREFF_USERNAME / _PASSWORD / _DOMAIN; the order waits",
+                exc.status,
+                plan.event.type,
+                plan.code,
+            )
+        else:
+            self.metrics.increff_retries.labels(plan.route.endpoint).inc()
+        return Attempt.later(str(exc), exc.retry_after)
 
     async def _reject(self, plan: OrderPlan, error: ConnectorError) -> None:
         code = error.code if isinstance(error, IncreffError) else None
@@ -128,9 +143,10 @@ class OrderRouter:
                 plan.code, "INCREFF_REJECTED", f"rejected:{event.eventId}", payload
             )
         )
-        await self._send(plan.settle("RELEASE", datetime.now(UTC)))
+        await self.send(plan.settle("RELEASE", datetime.now(UTC)))
 
-    async def _send(self, commands: list[InventoryCommand]) -> None:
+    async def send(self, commands: list[InventoryCommand]) -> None:
+        """Commands, acknowledged by the broker within `send_timeout_s` (or raises)."""
         if commands:
             await self._bounded(self._send_commands(commands))
 
