@@ -191,13 +191,13 @@ def plan_order(
     except ValidationError as exc:
         raise DecodeError(f"payload: {validation_reason(exc)}") from exc
     try:
-        orjson.dumps(body.to_wire())
-    except TypeError as exc:  # e.g. an integer beyond 64 bits in custom attributes
-        raise DecodeError(f"payload: cannot be sent to Increff ({exc})") from None
-    try:
         commands = reservation_commands(event, key)
     except ValidationError as exc:  # e.g. lines of one SKU adding up beyond the bound
         raise DecodeError(f"payload: {validation_reason(exc)}") from exc
+    try:
+        orjson.dumps(body.to_wire())
+    except TypeError as exc:  # e.g. an integer beyond 64 bits in custom attributes
+        raise DecodeError(f"payload: cannot be sent to Increff ({exc})") from None
     remembered: dict[str, int] | None = None
     if isinstance(body, OutwardOrder):
         remembered = {item.orderItemCode: item.quantity for item in body.orderItems}

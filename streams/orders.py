@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,9 @@ from streams.state import StateTable
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 60.0
+RETRY_BACKOFF = Backoff(base=1.0, max_delay=60.0, max_attempts=None, deadline=math.inf)
+"""Waits between background attempts of a parked order (INVSYNC_ORDER_RETRY_LIMIT_S ends
+them); a server's Retry-After replaces the wait."""
 
 
 @dataclass(slots=True)
@@ -450,7 +454,7 @@ def install_orders(
         source_topic=settings.topic_orders,
         concurrency=settings.order_concurrency,
         retry_limit_s=settings.order_retry_limit_s,
-        backoff=Backoff(base=1.0, factor=2.0, max_delay=60.0, max_attempts=None, deadline=1e9),
+        backoff=RETRY_BACKOFF,
         send_timeout_s=settings.order_send_timeout_s,
         keep_s=float(settings.reservation_ttl_s),
     )
