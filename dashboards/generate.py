@@ -408,6 +408,21 @@ def order_lifecycle() -> Board:
         "ops",
         [Q(f"sum by (type) ({rate('invsync_increff_rejections_total')})", "{{type}}")],
     )
+    b.panel(
+        "Increff credentials refused",
+        "Order attempts Increff answered 401/403: our credentials, not an outage.",
+        "ops",
+        [Q(f"sum ({rate('invsync_increff_auth_failures_total')})", "refused")],
+    )
+    b.panel(
+        "Orders parked",
+        "Orders waiting for a background retry (Increff could not take them), parked per second.",
+        "short",
+        [
+            Q(f"sum ({sel('invsync_orders_waiting')})", "waiting"),
+            Q(f"sum ({rate('invsync_orders_parked_total')})", "parked/s"),
+        ],
+    )
     b.row("Callbacks")
     b.panel(
         "Callbacks by path and status",

@@ -42,6 +42,7 @@ from models.events import DecodeError, OrderEvent, decode_order_event
 from models.order_lanes import Lane, Parked, gave_up, retry_at
 from models.orders import IncreffOrders, plan_order
 from streams.deadletters import DeadLetters
+from streams.logs import log_context
 from streams.metrics import Metrics
 from streams.order_acks import InOrderAcks
 from streams.router import Attempt, OrderRouter, PublishUpdate, SendCommands
@@ -152,7 +153,8 @@ class OrderLanes:
         try:
             while lane:
                 item = lane[0]
-                await self._handle(code, item)
+                with log_context(order_code=code if code[:1] != "\x00" else None):
+                    await self._handle(code, item)
                 lane.popleft()
                 if item.event is not None:
                     self._held -= 1
@@ -429,10 +431,6 @@ def install_orders(
     publish_update: PublishUpdate,
 ) -> OrderLanes:
     """The orders agent, its table, retry task and rebalance hooks."""
-    # httpx logs every request at INFO: thousands of lines a second under load.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # httpx logs every request at INFO: thousands of lines a second under load.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def send_dead_letter(key: bytes, value: bytes) -> None:
         fut = await dead_letter_topic.send(key=key, value=value)
