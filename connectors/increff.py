@@ -1,9 +1,10 @@
 """`IncreffClient`: the Increff Standard APIs we call (`/work/shared/increff-api.md`).
 
 Every call retries network errors, 5xx and 429 (honouring `Retry-After`) with
-exponential backoff and full jitter, and never retries another 4xx: that answer is
-final for the payload. Increff treats a repeated create / cancel / update with the
-same body as a no-op, which is what makes the retries safe.
+exponential backoff and full jitter, and never retries another 4xx, nor Increff's
+`BAD_DATA` whatever its status: that answer is final for the payload. Increff
+treats a repeated create / cancel / update with the same body as a no-op, which is
+what makes the retries safe.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class IncreffClient(JsonHttpClient):
         if data is not None:  # Increff's {code, message, description}, or Assure's {errorMessage}
             code, description = _text(data, "code"), _text(data, "description")
             message = _text(data, "message") or _text(data, "errorMessage")
+        if code == "BAD_DATA":  # a verdict on the payload, even when Increff says 500
+            retriable, retry_after = False, None
         if message is None:
             message = body_snippet(response) if data is None else ""
         message = message or response.reason_phrase or "error"

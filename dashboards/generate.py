@@ -288,6 +288,7 @@ def inventory_sync() -> Board:
         [
             Q(quantile(0.5, "invsync_end_to_end_latency_seconds"), "p50"),
             Q(quantile(0.99, "invsync_end_to_end_latency_seconds"), "p99"),
+            Q(quantile(0.99, "invsync_publish_delay_seconds"), "p99 from first change seen"),
             Q(f"{debounce} + {E2E_TARGET_S}", target.legend),
             Q(max_delay, bound.legend),
         ],
@@ -407,6 +408,21 @@ def order_lifecycle() -> Board:
         "Order events Increff refused with a 4xx (published as INCREFF_REJECTED), by type.",
         "ops",
         [Q(f"sum by (type) ({rate('invsync_increff_rejections_total')})", "{{type}}")],
+    )
+    b.panel(
+        "Increff credentials refused",
+        "Order attempts Increff answered 401/403: our credentials, not an outage.",
+        "ops",
+        [Q(f"sum ({rate('invsync_increff_auth_failures_total')})", "refused")],
+    )
+    b.panel(
+        "Orders parked",
+        "Orders waiting for a background retry (Increff could not take them), parked per second.",
+        "short",
+        [
+            Q(f"sum ({sel('invsync_orders_waiting')})", "waiting"),
+            Q(f"sum ({rate('invsync_orders_parked_total')})", "parked/s"),
+        ],
     )
     b.row("Callbacks")
     b.panel(

@@ -37,8 +37,10 @@ StockEventType = Literal["DELTA", "SNAPSHOT"]
 OrderEventType = Literal[
     "ORDER_CREATED",
     "CUSTOMER_CANCELLED",
+    "ORDER_PROPERTIES_UPDATED",
     "RETURN_CREATED",
     "RETURN_UPDATED",
+    "RETURN_ITEMS_ADDED",
     "RETURN_ITEMS_CANCELLED",
 ]
 CommandType = Literal["RESERVE", "CANCEL", "RELEASE", "ACCEPT"]

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, mod
 
 from models.events import Code, OrderCreatedLines, OrderEventType
 from models.increff import (
+    AddReturnItems,
     BoxLabel,
     CancelReturnItems,
     CreateReturnOrder,
@@ -30,6 +31,7 @@ from models.increff import (
     SellerCancellation,
     Str255,
     Text,
+    UpdateOrderProperties,
     UpdateReturnOrder,
 )
 
@@ -154,8 +156,10 @@ ORDER_UPDATE_PAYLOADS: dict[str, type[BaseModel]] = {
 ORDER_EVENT_PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
     "ORDER_CREATED": (OutwardOrder, OrderCreatedLines),
     "CUSTOMER_CANCELLED": (CustomerCancellation,),
+    "ORDER_PROPERTIES_UPDATED": (UpdateOrderProperties,),
     "RETURN_CREATED": (CreateReturnOrder,),
     "RETURN_UPDATED": (UpdateReturnOrder,),
+    "RETURN_ITEMS_ADDED": (AddReturnItems,),
     "RETURN_ITEMS_CANCELLED": (CancelReturnItems,),
 }
 """What the payload of each order-event type must satisfy: the Increff body the order

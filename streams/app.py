@@ -10,30 +10,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import httpx
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from connectors.increff import IncreffClient
 from connectors.marketplace import MarketplaceInventoryClient
-from connectors.retry import NO_RETRY
+from connectors.retry import NO_RETRY, Backoff
 from models.engine import InventoryEngine, Publication
-from models.events import (
-    DecodeError,
-    InventoryCommand,
-    decode_order_event,
-)
+from models.events import InventoryCommand
 from models.inventory import SafetyStock
 from models.orders import command_key
 from streams import fastpath, faustcompat
 from streams.deadletters import DeadLetters
 from streams.inventory import InventoryAgent
 from streams.kafka import faust_credentials
-from streams.logs import log_context
 from streams.metrics import Metrics, render
 from streams.openapi import install_openapi
+from streams.orders import OrderLanes, install_orders
 from streams.push import MarketplacePusher
-from streams.router import OrderRouter, update_message
+from streams.router import update_message
 from streams.settings import Settings
 from streams.state import StateTable, default_partition
 from streams.topics import bootstrap_list
@@ -120,7 +117,7 @@ class Runtime:
     registry: CollectorRegistry
     metrics: Metrics
     inventory: InventoryAgent
-    router: OrderRouter
+    orders: OrderLanes
     pusher: MarketplacePusher | None
 
 
@@ -142,6 +139,11 @@ def _increff_client(settings: Settings, metrics: Metrics) -> IncreffClient | Non
         settings.increff_domain,
         timeout=settings.increff_timeout_s,
         on_request=observe,
+        # The short in-line retry; an order still failing after it is parked (streams/orders).
+        backoff=Backoff(
+            base=0.2, max_delay=1.0, max_attempts=4, deadline=settings.order_inline_retry_s
+        ),
+        limits=httpx.Limits(max_connections=settings.order_concurrency),
     )
 
 
@@ -199,12 +201,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         acks = [await commands.send(key=command_key(c), value=c.encode()) for c in cmds]
         await asyncio.gather(*acks)
 
-    async def queue_commands(cmds: list[InventoryCommand]) -> None:
-        """Send without waiting: for agents, whose offsets Faust commits only after its
-        producer flushed everything sent (so a crash replays the event instead)."""
-        for c in cmds:
-            await commands.send(key=command_key(c), value=c.encode())
-
     async def publish_update(
         order_code: str, update_type: str, event_id: str, payload: dict[str, Any]
     ) -> None:
@@ -215,11 +211,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         await ack
 
     increff = _increff_client(settings, metrics)
-    router = OrderRouter(
+    orders_lanes = install_orders(
+        app,
+        settings,
+        metrics,
+        orders_topic=orders,
+        dead_letter_topic=dead_letter_topic,
         increff=increff,
-        send_commands=queue_commands,
+        send_commands=send_commands,
         publish_update=publish_update,
-        metrics=metrics,
     )
 
     pusher: MarketplacePusher | None = None
@@ -300,18 +300,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     await processor.process([event.message for event in events])
                 except Exception as exc:  # noqa: BLE001 - Faust would restart the agent and ack it
                     fatal(exc)
-
-    @app.agent(orders, name="orders")
-    async def route_orders(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            msg = event.message
-            try:
-                order = decode_order_event(msg.value or b"")
-                key = msg.key.decode("utf-8") if msg.key else None
-                with log_context(order_code=key):
-                    await router.handle(order, key)
-            except (DecodeError, UnicodeDecodeError) as exc:
-                await dead_letters.reject(msg, str(exc))
 
     async def flush_due() -> None:
         if processor.next_deadline() is not None:
@@ -438,4 +426,4 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     for signal, handler in signals:
         signal.connect(handler)
 
-    return Runtime(app, settings, reg, metrics, processor, router, pusher)
+    return Runtime(app, settings, reg, metrics, processor, orders_lanes, pusher)

@@ -80,8 +80,10 @@ DEAD_LETTER_REASONS = ("invalid_json", "schema", "key_mismatch", "unsupported", 
 ORDER_EVENT_TYPES = (
     "ORDER_CREATED",
     "CUSTOMER_CANCELLED",
+    "ORDER_PROPERTIES_UPDATED",
     "RETURN_CREATED",
     "RETURN_UPDATED",
+    "RETURN_ITEMS_ADDED",
     "RETURN_ITEMS_CANCELLED",
 )
 ORDER_UPDATE_TYPES = (
@@ -230,6 +232,25 @@ class Metrics:
             "increff_rejections",
             "Order events Increff refused with a 4xx, by event type.",
             ["type"],
+            namespace=ns,
+            registry=r,
+        )
+
+        self.increff_auth_failures = Counter(
+            "increff_auth_failures",
+            "Increff refused our credentials (401/403): a credential problem, not an outage.",
+            namespace=ns,
+            registry=r,
+        )
+        self.orders_waiting = Gauge(
+            "orders_waiting",
+            "Order events parked for a background retry (Increff unreachable).",
+            namespace=ns,
+            registry=r,
+        )
+        self.orders_parked_total = Counter(
+            "orders_parked",
+            "Order events parked after the in-line retry failed, or queued behind one.",
             namespace=ns,
             registry=r,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from connectors.marketplace import MarketplaceInventoryClient
+from connectors.retry import Backoff
 from models.events import parse_inventory_key
 from streams.deadletters import DeadLetters
 from streams.metrics import Metrics
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 
 MAX_SKU_ATTEMPTS = 5
+OUTAGE_BACKOFF = Backoff(base=0.5, max_delay=30.0, max_attempts=None, deadline=math.inf)
+"""Waits between push rounds while the marketplace is unavailable (delays only)."""
 
 
 @dataclass(slots=True)
@@ -52,16 +56,14 @@ class MarketplacePusher:
         dead_letters: DeadLetters,
         metrics: Metrics,
         source_topic: str,
-        outage_base_s: float = 0.5,
-        outage_max_s: float = 30.0,
+        backoff: Backoff = OUTAGE_BACKOFF,
     ) -> None:
         self.client = client
         self.pushed = pushed
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.source_topic = source_topic
-        self.outage_base_s = outage_base_s
-        self.outage_max_s = outage_max_s
+        self.backoff = backoff
         self.pending: dict[str, _Pending] = {}
         self._wake = asyncio.Event()
         self._outages = 0
@@ -113,7 +115,7 @@ class MarketplacePusher:
 
     def _back_off(self) -> None:
         self._outages += 1
-        delay = min(self.outage_max_s, self.outage_base_s * 2 ** min(self._outages, 16))
+        delay = self.backoff.delay(self._outages)
         self._not_before = time.monotonic() + delay
         log.warning("marketplace push unavailable; next try in %.1fs", delay)
 

@@ -1,82 +1,34 @@
-"""The order router: `marketplace.orders` → reservations and Increff's Standard APIs.
+"""The order router's I/O for one order event: commands to Kafka, the call to Increff.
 
-Per order (the topic is keyed by orderCode) events are handled one at a time, in order:
-1. the Increff body is validated (a bad payload is dead-lettered, nothing reserved);
-2. the reservation commands go to the inventory state at once (closing the oversell
-   window before Increff even answers);
-3. Increff is called. Success on create sends ACCEPT, so a later AVAILABLE SNAPSHOT
-   (Increff's ATP push) absorbs the reservation. A final 4xx publishes
-   `INCREFF_REJECTED` and releases the order's reservations. While Increff is
-   unreachable (network, 5xx, 429, or our credentials refused) the event waits and is
-   retried with bounded backoff: nothing is lost, and create/cancel are idempotent on
-   Increff's side, so nothing is applied twice.
+Decisions come from `models.orders` (which call, which commands, what an error
+means); `streams.orders` decides when an event is tried, parked or dead-lettered.
+One `attempt` sends the plan to Increff (the client retries in-line per its
+`Backoff`), then settles: ACCEPT on a created order, or `INCREFF_REJECTED` and
+RELEASE on a final answer. An outage comes back as `Attempt.retry` for parking.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from connectors.errors import ConnectorError, IncreffError
-from connectors.increff import IncreffClient
-from models.events import (
-    DecodeError,
-    InventoryCommand,
-    OrderEvent,
-    validation_reason,
-)
-from models.increff import (
-    CancelReturnItems,
-    CreateReturnOrder,
-    CustomerCancellation,
-    IncreffModel,
-    OutwardOrder,
-    UpdateReturnOrder,
-)
-from models.orders import reservation_commands, settle_commands
+from models.events import InventoryCommand
+from models.orders import IncreffOrders, OrderPlan, increff_verdict
 from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 SendCommands = Callable[[list[InventoryCommand]], Awaitable[None]]
+"""Send and wait for the broker's acknowledgement."""
 PublishUpdate = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
-"""(orderCode, update type, eventId, payload) → `marketplace.order-updates`."""
-
-_BODIES: dict[str, type[IncreffModel]] = {
-    "ORDER_CREATED": OutwardOrder,
-    "CUSTOMER_CANCELLED": CustomerCancellation,
-    "RETURN_CREATED": CreateReturnOrder,
-    "RETURN_UPDATED": UpdateReturnOrder,
-    "RETURN_ITEMS_CANCELLED": CancelReturnItems,
-}
-
-_ENDPOINTS = {
-    "ORDER_CREATED": "create_order",
-    "CUSTOMER_CANCELLED": "cancel_order",
-    "RETURN_CREATED": "create_return",
-    "RETURN_UPDATED": "update_return",
-    "RETURN_ITEMS_CANCELLED": "cancel_return_items",
-}
-
-# Our credentials refused: an outage to fix, not a verdict on the order.
-_AUTH_STATUSES = {401, 403}
-
-
-def order_code_of(event: OrderEvent, key: str | None) -> str:
-    for field in ("orderCode", "returnOrderCode", "forwardOrderCode"):
-        value = event.payload.get(field)
-        if isinstance(value, str) and value:
-            return value
-    if key:
-        return key
-    raise DecodeError("no orderCode in the payload or the message key")
+"""(orderCode, update type, eventId, payload) → `marketplace.order-updates`, acknowledged."""
 
 
 def update_message(event_id: str, update_type: str, payload: dict[str, Any]) -> bytes:
@@ -91,115 +43,94 @@ def update_message(event_id: str, update_type: str, payload: dict[str, Any]) -> 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one attempt ended: done (accepted or rejected), or to retry later."""
+
+    retry: bool
+    error: str = ""
+    retry_after: float | None = None
+
+    @classmethod
+    def later(cls, error: str, retry_after: float | None = None) -> Attempt:
+        return cls(True, error, retry_after)
+
+
+DONE = Attempt(False)
+
+
 class OrderRouter:
     def __init__(
         self,
         *,
-        increff: IncreffClient | None,
+        increff: IncreffOrders | None,
         send_commands: SendCommands,
         publish_update: PublishUpdate,
         metrics: Metrics,
-        outage_base_s: float = 0.5,
-        outage_max_s: float = 30.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        send_timeout_s: float = 10.0,
     ) -> None:
         self.increff = increff
         self._send_commands = send_commands
         self._publish_update = publish_update
         self.metrics = metrics
-        self.outage_base_s = outage_base_s
-        self.outage_max_s = outage_max_s
-        self._sleep = sleep
+        self.send_timeout_s = send_timeout_s
 
-    async def handle(self, event: OrderEvent, key: str | None) -> None:
-        """Route one order event; raises `DecodeError` for input that can never apply."""
-        body = self._increff_body(event)
-        order_code = order_code_of(event, key)
-        self.metrics.order_events.labels(event.type).inc()
-        await self._send_commands(reservation_commands(event, order_code))
-        if self.increff is None or body is None:
-            return
-        error = await self._call_until_final(event, order_code, body)
+    async def attempt(self, plan: OrderPlan, *, reserve: bool = False) -> Attempt:
+        """Send the plan to Increff and settle it; with `reserve`, its reservation
+        commands too, while Increff answers (acknowledged before any settling command,
+        so a RELEASE never precedes its RESERVE). Kafka failures raise."""
+        call = self._call(plan)
+        if reserve and plan.commands:
+            sent, error = await asyncio.gather(
+                self.send(plan.commands), call, return_exceptions=True
+            )
+            if isinstance(sent, BaseException):
+                raise sent
+            if isinstance(error, BaseException) and not isinstance(error, ConnectorError):
+                raise error
+        else:
+            error = await call
         if error is None:
-            if isinstance(body, OutwardOrder):
-                await self._send_commands(
-                    settle_commands(
-                        f"accept:{event.eventId}",
-                        "ACCEPT",
-                        order_code,
-                        body.locationCode,
-                        [item.channelSkuCode for item in body.orderItems],
-                        datetime.now(UTC),
-                    )
-                )
-            return
-        await self._reject(event, order_code, body, error)
+            await self.send(plan.settle("ACCEPT", datetime.now(UTC)))
+            return DONE
+        return await self._failed(plan, error)
 
-    def _increff_body(self, event: OrderEvent) -> IncreffModel | None:
-        model = _BODIES.get(event.type)
-        if model is None:
+    async def _call(self, plan: OrderPlan) -> ConnectorError | None:
+        if self.increff is None:
             return None
         try:
-            return model.model_validate(event.payload)
-        except ValidationError as exc:
-            raise DecodeError(f"payload: {validation_reason(exc)}") from exc
+            await plan.route.call(self.increff, plan.code, plan.body)
+        except ConnectorError as exc:
+            return exc
+        return None
 
-    async def _call(self, event: OrderEvent, order_code: str, body: IncreffModel) -> None:
-        assert self.increff is not None
-        client = self.increff
-        if isinstance(body, OutwardOrder):
-            await client.create_order(body)
-        elif isinstance(body, CustomerCancellation):
-            await client.cancel_order(order_code, body)
-        elif isinstance(body, CreateReturnOrder):
-            await client.create_return(body)
-        elif isinstance(body, UpdateReturnOrder):
-            await client.update_return(body)
-        elif isinstance(body, CancelReturnItems):
-            await client.cancel_return_items(body)
+    async def _failed(self, plan: OrderPlan, exc: ConnectorError) -> Attempt:
+        code = exc.code if isinstance(exc, IncreffError) else None
+        verdict = increff_verdict(exc.status, code, exc.retriable)
+        if verdict == "final":
+            await self._reject(plan, exc)
+            return DONE
+        if verdict == "credentials":
+            self.metrics.increff_auth_failures.inc()
+            log.error(
+                "Increff refused our credentials (HTTP %s) for %s %s: check "
+                "INVSYNC_INCREFF_USERNAME / _PASSWORD / _DOMAIN; the order waits",
+                exc.status,
+                plan.event.type,
+                plan.code,
+            )
+        else:
+            self.metrics.increff_retries.labels(plan.route.endpoint).inc()
+        return Attempt.later(str(exc), exc.retry_after)
 
-    async def _call_until_final(
-        self, event: OrderEvent, order_code: str, body: IncreffModel
-    ) -> ConnectorError | None:
-        """None on success; the final error on a 4xx verdict. Waits out outages."""
-        attempt = 0
-        while True:
-            try:
-                await self._call(event, order_code, body)
-            except ConnectorError as exc:
-                outage = exc.retriable or exc.status in _AUTH_STATUSES
-                if not outage:
-                    return exc
-                attempt += 1
-                delay = min(self.outage_max_s, self.outage_base_s * 2 ** min(attempt, 16))
-                delay = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not crypto
-                self.metrics.increff_retries.labels(_ENDPOINTS[event.type]).inc()
-                log.warning(
-                    "Increff unavailable for %s %s (%s); retrying in %.1fs",
-                    event.type,
-                    order_code,
-                    exc,
-                    delay,
-                )
-                await self._sleep(delay)
-            else:
-                return None
-
-    async def _reject(
-        self, event: OrderEvent, order_code: str, body: IncreffModel, error: ConnectorError
-    ) -> None:
+    async def _reject(self, plan: OrderPlan, error: ConnectorError) -> None:
         code = error.code if isinstance(error, IncreffError) else None
         description = error.description if isinstance(error, IncreffError) else None
-        log.warning(
-            "Increff rejected %s %s: %s",
-            event.type,
-            order_code,
-            error,
-            extra={"order_code": order_code},
-        )
+        event = plan.event
+        log.warning("Increff rejected %s %s: %s", event.type, plan.code, error)
         self.metrics.increff_rejections.labels(event.type).inc()
         payload = {
-            "orderCode": order_code,
+            "orderCode": plan.code,
             "requestType": event.type,
             "sourceEventId": event.eventId,
             "status": error.status,
@@ -207,17 +138,21 @@ class OrderRouter:
             "message": error.message,
             "description": description,
         }
-        await self._publish_update(
-            order_code, "INCREFF_REJECTED", f"rejected:{event.eventId}", payload
-        )
-        if isinstance(body, OutwardOrder):
-            await self._send_commands(
-                settle_commands(
-                    f"release:{event.eventId}",
-                    "RELEASE",
-                    order_code,
-                    body.locationCode,
-                    [item.channelSkuCode for item in body.orderItems],
-                    datetime.now(UTC),
-                )
+        await self._bounded(
+            self._publish_update(
+                plan.code, "INCREFF_REJECTED", f"rejected:{event.eventId}", payload
             )
+        )
+        await self.send(plan.settle("RELEASE", datetime.now(UTC)))
+
+    async def send(self, commands: list[InventoryCommand]) -> None:
+        """Commands, acknowledged by the broker within `send_timeout_s` (or raises)."""
+        if commands:
+            await self._bounded(self._send_commands(commands))
+
+    async def _bounded(self, send: Awaitable[None]) -> None:
+        """Wait for the broker at most `send_timeout_s` (TimeoutError: the event is retried).
+
+        Shielded: a record already handed to the producer is never cancelled under it.
+        """
+        await asyncio.wait_for(asyncio.shield(send), self.send_timeout_s)

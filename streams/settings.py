@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     increff_password: SecretStr | None = None
     increff_domain: str | None = None
     increff_timeout_s: float = Field(10.0, gt=0)
+    # Order router (DESIGN.md "Orders and callbacks"): events of different orders in
+    # flight at once; the in-line retry before an order is parked; how long a parked
+    # order is retried before it is dead-lettered; the wait for the broker's ack.
+    order_concurrency: int = Field(64, ge=1, le=10_000)
+    order_inline_retry_s: float = Field(2.0, ge=0, le=60)
+    order_retry_limit_s: float = Field(21_600.0, gt=0)
+    order_send_timeout_s: float = Field(10.0, gt=0, le=300)
 
     marketplace_inventory_url: str | None = None
     marketplace_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)

@@ -70,6 +70,8 @@ class MockHttpServer:
         self._base_url: str | None = None
         self._port: int | None = None
         self._bodies: dict[int, Any] = {}  # parsed JSON of requests in flight, by id()
+        self.latency_s = 0.0
+        """Added before every answer: a remote Increff is never 0 ms away."""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -204,6 +206,8 @@ class MockHttpServer:
     async def _dispatch(
         self, request: web.Request, handler: Handler, raw: bytes
     ) -> web.StreamResponse:
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
         if self._state.down:
             return self._failure_response(_Failure(503, None, None, after_apply=False))
         if not self._authorised(request):

@@ -22,10 +22,9 @@ from models.callbacks import plan_inventory
 from models.events import DeadLetter, InventoryUpdate, OrderEvent, StockEvent
 from models.messages import ORDER_EVENT_PAYLOADS, Shipment
 from models.openapi import CALLBACKS, openapi_document
-from models.orders import reservation_commands
+from models.orders import ROUTES, plan_order, reservation_commands
 from models.schemas import TOPICS, topic_schemas
 from streams import callbacks as cb
-from streams import router as router_module
 from streams.app import create_app
 from streams.callbacks import CallbackHandler, CallbackRequest
 from streams.metrics import Metrics
@@ -178,7 +177,7 @@ def test_order_event_schema_checks_the_payload_of_each_type() -> None:
 
 def test_order_event_payload_table_is_the_routers() -> None:
     bodies = {t: models[0] for t, models in ORDER_EVENT_PAYLOADS.items()}
-    assert bodies == router_module._BODIES
+    assert bodies == {t: route.body for t, route in ROUTES.items()}
 
 
 def test_command_schema_requires_the_quantity_of_its_type() -> None:
@@ -355,7 +354,7 @@ async def test_increff_rejected_update_matches_the_schema() -> None:
     )
     payload = sample("create-outward-order.json")
     event = OrderEvent(eventId="o1", type="ORDER_CREATED", occurredAt=NOW, payload=payload)
-    await router.handle(event, payload["orderCode"])
+    await router.attempt(plan_order(event, payload["orderCode"]))
     assert len(published) == 1
     message = orjson.loads(published[0])
     assert message["type"] == "INCREFF_REJECTED"
