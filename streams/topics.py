@@ -34,10 +34,22 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
+TABLES = ("inventory-state", "pushed-versions", "orders-retry", "shipments", "callback-results")
+"""The worker's Faust tables; each has a compacted `{app id}-{table}-changelog` topic."""
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic invsync reads or writes (DESIGN.md "Topics")."""
+    """Every topic invsync reads or writes (DESIGN.md "Topics").
+
+    The tables' changelog topics are created here too, before Faust starts: created by
+    Faust's producer just before the first assignment, a changelog missing from the
+    leader's metadata was left out of the assignment ("Ignoring missing topic") and the
+    worker could hang before it was ever ready.
+    """
     n = settings.topic_partitions
+    changelogs = [TopicSpec(f"{settings.app_id}-{t}-changelog", n, COMPACTED) for t in TABLES]
     return [
+        *changelogs,
         TopicSpec(settings.topic_stock_events, n),
         TopicSpec(settings.topic_commands, n),
         TopicSpec(settings.topic_orders, n),
