@@ -11,7 +11,8 @@ from pathlib import Path
 import invsync
 from invsync import localkafka
 from invsync.localsecurity import Security
-from streams.kafka import KafkaUnavailable, security_kwargs
+from models.errors import InvsyncError
+from streams.kafka import security_kwargs
 from streams.settings import SettingsError, load_settings, require_callback_auth
 
 
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"invsync: {exc}", file=sys.stderr)
         return 2
-    except (localkafka.LocalKafkaError, KafkaUnavailable) as exc:
+    except InvsyncError as exc:  # ours, with a message made to be read: one line, no trace
         print(f"invsync: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from invsync.localsecurity import Security, SecurityConfigError
+from models.errors import InvsyncError
 
 KAFKA_VERSION = "4.1.2"
 DEFAULT_PORT = 9092
@@ -51,7 +52,7 @@ logger.controller.level = warn
 """
 
 
-class LocalKafkaError(RuntimeError):
+class LocalKafkaError(InvsyncError, RuntimeError):
     """The local broker could not be installed, started or stopped."""
 
 

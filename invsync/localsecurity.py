@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.errors import InvsyncError
+
 SCRAM_ITERATIONS = 8192
 _SCRAM_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 MECHANISMS = ("PLAIN", *_SCRAM_HASHES)
 
 
-class SecurityConfigError(ValueError):
+class SecurityConfigError(InvsyncError, ValueError):
     """The secured listeners cannot be set up as asked."""
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.errors import InvsyncError
+from models.errors import InvsyncError
 from models.events import InventoryCommand, StockEvent, command_id, validation_reason
 from models.increff import (
     AtpInventoryItem,

@@ -25,6 +25,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from models.errors import InvsyncError
+
 _SECRET_VARS = {
     "INVSYNC_INCREFF_PASSWORD",
     "INVSYNC_CALLBACK_HEADERS",
@@ -38,7 +40,7 @@ HeaderSet = dict[str, SecretStr]
 TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
-class SettingsError(ValueError):
+class SettingsError(InvsyncError, ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 

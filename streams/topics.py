@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from models.errors import InvsyncError
 from streams.kafka import KafkaUnavailable, aiokafka_kwargs, check_connection
 from streams.kafka import bootstrap_list as bootstrap_list
 from streams.settings import Settings
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 COMPACTED = {"cleanup.policy": "compact"}
 
 
-class TopicError(RuntimeError):
+class TopicError(InvsyncError, RuntimeError):
     """A topic could not be created."""
 
 
