@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -11,38 +10,33 @@ from typing import Any
 
 import faust
 import httpx
-from faust.types import TP
-from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from connectors.increff import IncreffClient
 from connectors.marketplace import MarketplaceInventoryClient
 from connectors.retry import NO_RETRY, Backoff
-from models.engine import InventoryEngine, Publication
+from models.engine import Publication
 from models.events import InventoryCommand
-from models.inventory import SafetyStock
 from models.orders import command_key
-from streams import fastpath, faustcompat
+from streams import faustcompat
 from streams.deadletters import DeadLetters
-from streams.inventory import InventoryAgent
+from streams.inventory import InventoryAgent, install_inventory
 from streams.kafka import faust_credentials
-from streams.metrics import Metrics, render
+from streams.metrics import Metrics
 from streams.openapi import install_openapi
 from streams.orders import OrderLanes, install_orders
 from streams.push import MarketplacePusher
 from streams.router import update_message
 from streams.settings import Settings
-from streams.state import StateTable, default_partition
+from streams.state import StateTable
 from streams.topics import bootstrap_list
+from streams.views import install_views
 from streams.web import install_callbacks
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 4000
 # How long the broker may hold a fetch that finds no new data (see faustcompat).
 FETCH_MAX_WAIT_MS = 10
-BATCH_WITHIN_S = 0.01
-FLUSH_TICK_S = 0.02
 
 
 EXIT_CRASHED = 70
@@ -240,29 +234,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 pub.key, u.locationCode, u.channelSkuCode, u.quantity, u.version, pub.partition
             )
 
-    state = StateTable(app, "inventory-state", settings.topic_partitions)
-    partitions = settings.topic_partitions
-    engine = InventoryEngine(
-        state,
-        stock_topic=settings.topic_stock_events,
-        safety=SafetyStock(
-            default=settings.safety_stock,
-            per_location={k: v for k, v in settings.safety_stock_overrides.items() if ":" not in k},
-            per_key={k: v for k, v in settings.safety_stock_overrides.items() if ":" in k},
-        ),
-        debounce_s=settings.debounce_ms / 1000,
-        max_delay_s=settings.max_delay_ms / 1000,
-        reservation_ttl_s=settings.reservation_ttl_s,
-        settle_grace_s=settings.settle_grace_s,
-        partition_for=lambda key: default_partition(key, partitions),
-    )
-    processor = InventoryAgent(
-        engine=engine,
-        state=state,
+    inventory = install_inventory(
+        app,
+        settings,
+        source=stock_and_commands,
         publish=publish,
         dead_letters=dead_letters,
         metrics=metrics,
         on_published=on_published,
+        on_recovered=(lambda items: pusher.rescan(items)) if pusher is not None else None,
+        on_lost=pusher.forget_partitions if pusher is not None else None,
+        fatal=fatal,
     )
 
     stock_events = raw_topic(app, settings.topic_stock_events)
@@ -282,122 +264,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     install_openapi(app, settings)
 
-    if settings.fast_path:
-
-        async def apply_batch(tp: TP, messages: list[Any]) -> None:
-            await processor.process(messages)
-
-        # process() handles events of several partitions at once (explicit changelog
-        # partitions), so take all queued partitions in one call: one wait for the
-        # outputs' acks per call instead of one per partition batch.
-        fastpath.install(app, stock_and_commands, apply_batch, combine=True, fatal=fatal)
-    else:
-
-        @app.agent(stock_and_commands, name="inventory")
-        async def apply_inventory(stream: Any) -> None:  # a faust.Stream: untyped
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-                try:
-                    await processor.process([event.message for event in events])
-                except Exception as exc:  # noqa: BLE001 - Faust would restart the agent and ack it
-                    fatal(exc)
-
-    async def flush_due() -> None:
-        if processor.next_deadline() is not None:
-            await processor.flush()
-
-    async def expire_reservations() -> None:
-        await processor.expire()
-
-    timer: Any = app.timer  # untyped decorator in faust
-    timer(FLUSH_TICK_S, on_leader=False)(flush_due)
-    timer(min(60.0, max(1.0, settings.reservation_ttl_s / 10)), on_leader=False)(
-        expire_reservations
-    )
-
-    def _stock_partitions(tps: set[TP]) -> set[int]:
-        return {tp.partition for tp in tps if tp.topic == settings.topic_stock_events}
-
-    # A rebalance: revoked (eager: everything) -> assigned (Faust starts restoring the
-    # tables) -> rebalance complete (restored). Nothing is published or written between
-    # the first and the last, when keys may briefly hold older states of the changelog.
-    recovering: dict[str, int | None] = {"generation": None, "joined": None}
-
-    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        recovering["generation"] = None
-        await processor.suspend()
-
-    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
-        now_assigned = _stock_partitions(assigned)
-        lost = engine.assignment - now_assigned
-        await processor.assigned(now_assigned)
-        if pusher is not None and lost:
-            pusher.forget_partitions(lost)
-        recovering["generation"] = app.consumer_generation_id
-        recovering["joined"] = app.consumer_generation_id
-
-    async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
-        if recovering["generation"] != app.consumer_generation_id:
-            return  # a newer rebalance began: its own completion activates it
-        recovering["generation"] = None
-        await processor.recovered()
-        if pusher is not None:
-            pusher.rescan(engine.items_active())
-        # Move what exists now (modules, the app, recovered state) out of the cyclic
-        # GC's reach: full collections scanned it all, 75-100 ms pauses on the loop
-        # that showed up as the live latency's p99. Refcounting still frees it.
-        gc.collect()
-        gc.freeze()
-
-    broker: dict[str, bool] = {"reachable": False}
-
-    def restored_reason() -> str | None:
-        if recovering["joined"] is None:
-            return "not yet a member of the consumer group (no partitions assigned)"
-        if recovering["generation"] is not None or engine.active != engine.assignment:
-            return "rebalancing: tables are being restored"
-        return None
-
-    async def check_broker() -> None:
-        broker["reachable"] = await faustcompat.broker_reachable(app)
-
-    timer(5.0, on_leader=False)(check_broker)
-    # `invsync_ready` at each scrape: the broker as last checked (every 5 s).
-    metrics.report_ready(lambda: broker["reachable"] and restored_reason() is None)
-
-    @app.page("/health")
-    class Health(View):
-        """Liveness: the process and its event loop answer."""
-
-        async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok"})
-
-    async def not_ready() -> str | None:
-        reason = restored_reason()
-        if reason is None:
-            await check_broker()
-            if not broker["reachable"]:
-                reason = "broker unreachable"
-        return reason
-
-    @app.page("/ready")
-    class Ready(View):
-        """Readiness (DESIGN.md): broker reachable, partitions assigned, tables recovered."""
-
-        async def get(self, request: Request) -> Response:
-            reason = await not_ready()
-            if reason is None:
-                return self.json({"status": "ready"})
-            return self.json({"status": "not ready", "reason": reason}, status=503)
-
-    @app.page("/metrics")
-    class MetricsView(View):
-        async def get(self, request: Request) -> Response:
-            body, content_type = render(reg)
-            return self.bytes(body, content_type=content_type)
+    install_views(app, reg, inventory)
 
     async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
         try:
-            await asyncio.wait_for(processor.flush(everything=True), 5.0)
+            await asyncio.wait_for(inventory.agent.flush(everything=True), 5.0)
         except Exception:  # shutdown goes on; the next owner re-marks the keys
             log.warning("could not flush pending updates on shutdown", exc_info=True)
         for client in (increff, market):
@@ -415,15 +286,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def report_lag() -> None:
         await metrics.update_lag(app.consumer)
 
+    timer: Any = app.timer  # untyped decorator in faust
     timer(5.0, on_leader=False)(report_lag)
 
-    signals: list[tuple[Any, Any]] = [
-        (app.on_partitions_assigned, on_assigned),
-        (app.on_partitions_revoked, on_revoked),
-        (app.on_rebalance_complete, on_rebalance_complete),
-        (app.on_before_shutdown, flush_on_shutdown),
-    ]
-    for signal, handler in signals:
-        signal.connect(handler)
+    shutdown: Any = app.on_before_shutdown  # Faust's signal type rejects async handlers
+    shutdown.connect(flush_on_shutdown)
 
-    return Runtime(app, settings, reg, metrics, processor, orders_lanes, pusher)
+    return Runtime(app, settings, reg, metrics, inventory.agent, orders_lanes, pusher)
