@@ -44,11 +44,13 @@ FAULT_SEEDS ?= 1 2 3 4 5 6 7 8 9 10
 FAULT_EVENTS ?= 20000
 FAULT_RATE ?= 800
 faults: $(STAMP)
-	@for seed in $(FAULT_SEEDS); do \
+	@failed=""; for seed in $(FAULT_SEEDS); do \
 	  echo "== fault suite, seed $$seed ($(FAULT_EVENTS) events at $(FAULT_RATE)/s)"; \
 	  FAULT_SEED=$$seed FAULT_EVENTS=$(FAULT_EVENTS) FAULT_RATE=$(FAULT_RATE) \
-	    $(BIN)/python -m pytest tests/faults -q -rA $(PYTEST_ARGS) || exit 1; \
-	done
+	    $(BIN)/python -m pytest tests/faults -q -rfE $(PYTEST_ARGS) || failed="$$failed $$seed"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "faults: seeds with a failure:$$failed"; exit 1; fi; \
+	echo "faults: every seed passed"
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
