@@ -61,7 +61,13 @@ class ContextFilter(logging.Filter):
 
 
 class RepeatFilter(logging.Filter):
-    """At most one WARNING-or-worse line per `interval` seconds per distinct message."""
+    """At most one WARNING-or-worse line per `interval` seconds per distinct problem.
+
+    A problem is a logger's message *template* (before its arguments): the same failure
+    for a thousand orders during a Kafka outage is one problem, logged about once a
+    second with the count of similar lines held back (DESIGN.md "Faults"); metrics and
+    the order-updates topic still count every one.
+    """
 
     def __init__(
         self,
@@ -82,7 +88,7 @@ class RepeatFilter(logging.Filter):
         if record.levelno < self.level:
             return True
         message = record.getMessage()
-        key = (record.name, record.levelno, message)
+        key = (record.name, record.levelno, str(record.msg))
         now = self.clock()
         seen = self._seen.get(key)
         if seen is not None and now - seen[0] < self.interval:
@@ -94,7 +100,7 @@ class RepeatFilter(logging.Filter):
         while len(self._seen) > self.max_messages:
             self._seen.popitem(last=False)
         if held:
-            record.msg, record.args = f"{message} [{held} identical lines suppressed]", ()
+            record.msg, record.args = f"{message} [{held} similar lines suppressed]", ()
             record.suppressed = held
         return True
 

@@ -117,7 +117,7 @@ def test_repeats_pass_once_a_second_with_the_count_held_back() -> None:
     now[0] += 1.1
     again = record("down")
     assert repeats.filter(again)
-    assert again.getMessage() == "down [4 identical lines suppressed]"
+    assert again.getMessage() == "down [4 similar lines suppressed]"
     assert again.suppressed == 4  # type: ignore[attr-defined]
     plain = record("down")
     now[0] += 1.1
@@ -139,3 +139,21 @@ def test_log_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     monkeypatch.delenv("INVSYNC_LOG_FORMAT")
     assert load_settings().log_format == "text"
+
+
+def test_one_problem_for_many_orders_is_one_line_a_second() -> None:
+    """The same template with other arguments (an outage failing every order) is held back."""
+    now = [100.0]
+    repeats = RepeatFilter(interval=1.0, clock=lambda: now[0])
+
+    def record(code: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "streams.orders", logging.WARNING, __file__, 1, "order %s failed: %r", (code, "x"), None
+        )
+
+    passed = [repeats.filter(record(f"O-{n}")) for n in range(50)]
+    assert passed.count(True) == 1
+    now[0] += 1.1
+    later = record("O-99")
+    assert repeats.filter(later)
+    assert later.getMessage() == "order O-99 failed: 'x' [49 similar lines suppressed]"
