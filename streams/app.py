@@ -160,6 +160,7 @@ def _marketplace_client(settings: Settings, metrics: Metrics) -> MarketplaceInve
     return MarketplaceInventoryClient(
         settings.marketplace_inventory_url,
         settings.marketplace_headers,
+        timeout=settings.marketplace_timeout_s,
         on_request=observe,
         backoff=NO_RETRY,
     )
@@ -325,6 +326,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         recovering["generation"] = None
         await processor.suspend()
+        if pusher is not None:  # an old owner's PUT must not land after the new owner's
+            await pusher.revoke(_stock_partitions(revoked))
 
     async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         now_assigned = _stock_partitions(assigned)

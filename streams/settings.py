@@ -107,6 +107,7 @@ class Settings(BaseSettings):
 
     marketplace_inventory_url: str | None = None
     marketplace_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    marketplace_timeout_s: float = Field(10.0, gt=0, le=300)
     # Accepted header sets: a request passes when it carries every header of one set
     # (several sets let credentials rotate without downtime).
     callback_headers: Annotated[tuple[HeaderSet, ...], NoDecode] = ()
