@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # answer on a kept-alive one); a body within `callback_body_timeout_s`.
     callback_header_timeout_s: float = Field(10.0, gt=0, le=3600)
     callback_body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # Retention of the callbacks' global tables (streams/shipments.py).
+    shipment_retention_s: float = Field(2_592_000.0, gt=0)
+    callback_result_retention_s: float = Field(604_800.0, gt=0)
 
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "0.0.0.0"  # noqa: S104 - Increff must reach the callbacks
