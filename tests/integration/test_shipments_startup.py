@@ -24,8 +24,9 @@ from tests.integration.support import (
 pytestmark = pytest.mark.integration
 
 DELAYS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-ANSWER_WITHIN_S = 10.0
-"""From the moment the worker answers /health (it joins its group and recovers after)."""
+ANSWER_WITHIN_S = 30.0
+"""From the moment the worker answers /health (it joins its group and recovers after;
+the answer normally comes 1.5-4 s later, more on a loaded machine)."""
 
 
 async def _create_topic(bootstrap: str, name: str) -> None:
