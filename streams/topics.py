@@ -22,11 +22,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 COMPACTED = {"cleanup.policy": "compact"}
-TABLES = ("inventory-state", "pushed-versions", "orders-retry", "shipments", "callback-results")
-"""The Faust tables' names: their changelogs are created here too. Left to Faust, they
-appeared while the group's first join was under way; the assignor then ignored the
-ones its metadata did not show yet, and the join stalled (a worker not ready for
-minutes; issue 10, item 10)."""
 
 
 class TopicError(InvsyncError, RuntimeError):
@@ -63,7 +58,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_inventory, n, COMPACTED),
         TopicSpec(settings.topic_order_updates, n),
         TopicSpec(settings.topic_dead_letters, n),
-        *(TopicSpec(f"{settings.app_id}-{t}-changelog", n, COMPACTED) for t in TABLES),
     ]
 
 
