@@ -472,9 +472,13 @@ def order_lifecycle() -> Board:
     )
     b.panel(
         "SKU failures",
-        "SKUs the marketplace listed in failureList, per second.",
+        "SKUs the marketplace listed in failureList, and push calls refused for our "
+        "credentials (401/403), per second.",
         "ops",
-        [Q(f"sum({rate('invsync_marketplace_sku_failures_total')})", "failed SKUs")],
+        [
+            Q(f"sum({rate('invsync_marketplace_sku_failures_total')})", "failed SKUs"),
+            Q(f"sum({rate('invsync_marketplace_auth_failures_total')})", "refused (401/403)"),
+        ],
         width=8,
     )
     return b

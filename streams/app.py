@@ -154,6 +154,7 @@ def _marketplace_client(settings: Settings, metrics: Metrics) -> MarketplaceInve
     return MarketplaceInventoryClient(
         settings.marketplace_inventory_url,
         settings.marketplace_headers,
+        timeout=settings.marketplace_timeout_s,
         on_request=observe,
         backoff=NO_RETRY,
     )
@@ -163,6 +164,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     faustcompat.check_version()
     app = faust.App(**faust_config(settings))
     faustcompat.bound_fetch_wait(app, FETCH_MAX_WAIT_MS)
+    faustcompat.seek_uncommitted_from_start()
     reg = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(reg)
     metrics.set_windows(settings.debounce_ms / 1000, settings.max_delay_ms / 1000)
@@ -242,8 +244,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         dead_letters=dead_letters,
         metrics=metrics,
         on_published=on_published,
-        on_recovered=(lambda items: pusher.rescan(items)) if pusher is not None else None,
+        on_recovered=pusher.rescan if pusher is not None else None,
         on_lost=pusher.forget_partitions if pusher is not None else None,
+        # an old owner's PUT must not land after the new owner's
+        on_revoked=pusher.revoke if pusher is not None else None,
         fatal=fatal,
     )
 

@@ -5,6 +5,8 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
   to a batch queue (`streams/fastpath.py`) go there per partition instead of through
   Faust's per-record path;
 * `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to bound the fetch wait;
+* `Consumer.perform_seek`, wrapped so a partition with no committed offset is read from
+  its start (see `seek_uncommitted_from_start`);
 * a table's `_new_changelog_topic()`, `data` (the store) and the memory store's
   `_key_partition` (used by `streams/state.py`);
 * `faust.streams._current_event`, set around a batch.
@@ -21,6 +23,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.streams import _current_event as current_event
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 
@@ -35,6 +38,7 @@ __all__ = [
     "install_batch_drainer",
     "key_partitions",
     "rebuild_changelog_topic",
+    "seek_uncommitted_from_start",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,6 +126,45 @@ def bound_fetch_wait(app: Any, wait_ms: int) -> None:
     thread_cls._invsync_fetch_wait_patched = True
 
 
+# --- seeking back -----------------------------------------------------------------------
+
+
+def seek_uncommitted_from_start() -> None:
+    """After Faust's seek to committed offsets, seek stream partitions that have none to
+    their start (idempotent).
+
+    Faust seeks back to committed offsets whenever records were fetched while its flow
+    was suspended (a rebalance, recovery at start) and drops them. aiokafka does not
+    move a partition without a committed offset (a new group; a partition that never
+    had a record), so its position stayed after the dropped records: a shipment
+    published while a worker started was never read (issue 10, item 10). With the
+    consumer's `auto_offset_reset="earliest"`, "no committed offset" means "from the
+    start", which is where this puts them.
+    """
+    if getattr(Consumer, "_invsync_seek_patched", False):
+        return
+    perform_seek = Consumer.perform_seek
+
+    async def _perform_seek(self: Any) -> None:
+        await perform_seek(self)
+        changelogs = set(self.app.tables.changelog_topics)
+        assigned = self.assignment()
+        uncommitted = [
+            tp
+            for tp in assigned
+            if tp.topic not in changelogs
+            and "__assignor-__leader" not in tp.topic
+            and self._read_offset.get(tp) is None
+        ]
+        if uncommitted:
+            await self._thread.seek_to_beginning(
+                *(TopicPartition(tp.topic, tp.partition) for tp in uncommitted)
+            )
+
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    Consumer._invsync_seek_patched = True  # type: ignore[attr-defined]
+
+
 # --- the batch drainer ------------------------------------------------------------------
 
 
@@ -161,10 +204,10 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
                 # handed on, so seek back to the committed offsets to fetch them again.
                 # Dropping them without the seek left offsets that no one ever acked:
                 # the group's commits stopped there for good (a fault-suite finding).
-                try:
-                    await self.perform_seek()
-                except Exception as exc:  # noqa: BLE001 - Faust logs and goes on, as we do
-                    log.warning("could not seek back to committed offsets: %r", exc)
+                # A partition with no committed offset yet (a new group, or one that
+                # never had a record) has nothing to seek back to: seek it to the first
+                # dropped record, or that record is lost for good (issue 10, item 10).
+                await _seek_back(self, records)
                 unset_flag(CONSUMER_FETCHING)
                 continue
             if commit_every is not None and self._n_acked >= commit_every:
@@ -173,6 +216,7 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
             generation_id = app.consumer_generation_id
             for tp, recs in records.items():
                 if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    await _seek_back(self, {tp: recs}, to_committed=False)  # fetch them again
                     continue
                 if app.consumer_generation_id != generation_id or not self.flow_active:
                     break
@@ -208,6 +252,25 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+async def _seek_back(
+    consumer: Any, records: Any, *, to_committed: bool = True
+) -> None:  # pragma: no cover
+    """Fetch `records` again: each partition to its first record, then (`to_committed`)
+    every partition with a committed offset to it (which is never after that record)."""
+    for tp, recs in records.items():
+        if recs:
+            try:
+                await consumer.seek(tp, recs[0].offset)
+            except Exception as exc:  # noqa: BLE001 - revoked meanwhile: its owner seeks
+                log.debug("could not seek %s back: %r", tp, exc)
+    if not to_committed:
+        return
+    try:
+        await consumer.perform_seek()
+    except Exception as exc:  # noqa: BLE001 - Faust logs and goes on, as we do
+        log.warning("could not seek back to committed offsets: %r", exc)
 
 
 async def _offer(

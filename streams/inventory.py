@@ -199,10 +199,12 @@ class Rebalances:
         agent: InventoryAgent,
         stock_topic: str,
         *,
-        on_recovered: Callable[[Iterator[tuple[str, KeyState, int]]], None] | None,
+        on_recovered: Callable[[Iterator[tuple[str, KeyState, int]]], object] | None,
         on_lost: Callable[[set[int]], None] | None,
+        on_revoked: Callable[[set[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
+        self.on_revoked = on_revoked
         self.agent = agent
         self.stock_topic = stock_topic
         self.on_recovered = on_recovered
@@ -218,6 +220,8 @@ class Rebalances:
     async def revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         self.restoring = None
         await self.agent.suspend()
+        if self.on_revoked is not None:
+            await self.on_revoked({tp.partition for tp in revoked if tp.topic == self.stock_topic})
 
     async def assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         now = {tp.partition for tp in assigned if tp.topic == self.stock_topic}
@@ -271,8 +275,9 @@ def install_inventory(
     dead_letters: DeadLetters,
     metrics: Metrics,
     on_published: Published | None,
-    on_recovered: Callable[[Iterator[tuple[str, KeyState, int]]], None] | None,
+    on_recovered: Callable[[Iterator[tuple[str, KeyState, int]]], object] | None,
     on_lost: Callable[[set[int]], None] | None,
+    on_revoked: Callable[[set[int]], Awaitable[None]] | None = None,
     fatal: Callable[[BaseException], None],
 ) -> Rebalances:
     """The inventory agent on ``source`` (stock events + commands): engine, state table,
@@ -330,7 +335,12 @@ def install_inventory(
         await agent.expire()
 
     rebalances = Rebalances(
-        app, agent, settings.topic_stock_events, on_recovered=on_recovered, on_lost=on_lost
+        app,
+        agent,
+        settings.topic_stock_events,
+        on_recovered=on_recovered,
+        on_lost=on_lost,
+        on_revoked=on_revoked,
     )
     timer: Any = app.timer  # untyped decorator in faust
     timer(FLUSH_TICK_S, on_leader=False)(flush_due)

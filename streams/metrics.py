@@ -270,6 +270,13 @@ class Metrics:
             registry=r,
             buckets=HTTP_BUCKETS,
         )
+        self.marketplace_auth_failures = Counter(
+            "marketplace_auth_failures",
+            "Marketplace push calls refused for our credentials (401/403): the push backs "
+            "off and keeps every key; a credential problem, not a data one.",
+            namespace=ns,
+            registry=r,
+        )
         self.marketplace_sku_failures = Counter(
             "marketplace_sku_failures",
             "SKUs the marketplace reported as failed in a push response.",

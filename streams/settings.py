@@ -107,6 +107,7 @@ class Settings(BaseSettings):
 
     marketplace_inventory_url: str | None = None
     marketplace_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    marketplace_timeout_s: float = Field(10.0, gt=0, le=300)
     # Accepted header sets: a request passes when it carries every header of one set
     # (several sets let credentials rotate without downtime).
     callback_headers: Annotated[tuple[HeaderSet, ...], NoDecode] = ()
@@ -116,6 +117,9 @@ class Settings(BaseSettings):
     # answer on a kept-alive one); a body within `callback_body_timeout_s`.
     callback_header_timeout_s: float = Field(10.0, gt=0, le=3600)
     callback_body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # Retention of the callbacks' global tables (streams/shipments.py).
+    shipment_retention_s: float = Field(2_592_000.0, gt=0)
+    callback_result_retention_s: float = Field(604_800.0, gt=0)
 
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "0.0.0.0"  # noqa: S104 - Increff must reach the callbacks

@@ -3,13 +3,15 @@
 Any worker may receive any callback, so the tables behind them are global: the
 shipments table reads `marketplace.shipments` (compacted; it is the table's changelog)
 and the callback-results table remembers each answered request, so a repeat gets the
-same answer from whichever worker it reaches.
+same answer from whichever worker it reaches. Both are bounded and the shipments are
+indexed by (orderCode, shipmentCode): see streams/shipments.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -28,6 +30,7 @@ from streams.callbacks import (
 from streams.httpserver import BodyRefused, defer_expect, harden, read_body
 from streams.metrics import Metrics
 from streams.settings import Settings, require_callback_auth
+from streams.shipments import ShipmentIndex, prune, tombstone, watch_shipments
 from streams.state import StateTable, default_partition
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class KafkaCallbackPorts:
         *,
         app: faust.App,
         shipments: StateTable,
+        index: ShipmentIndex,
         results: StateTable,
         partitions: int,
         publish_update: PublishUpdate,
@@ -53,6 +57,7 @@ class KafkaCallbackPorts:
     ) -> None:
         self._app = app
         self._shipments = shipments
+        self._index = index
         self._results = results
         self._partitions = partitions
         self._publish_update = publish_update
@@ -83,9 +88,9 @@ class KafkaCallbackPorts:
                 found: dict[str, Any] = orjson.loads(raw)
                 return found
         if order_code and shipment_code:
-            for raw in list(self._shipments.table.data.values()):
-                if raw is None:
-                    continue
+            indexed = self._index.find(order_code, shipment_code)
+            raw = self._shipments.get(indexed) if indexed is not None else None
+            if raw is not None:
                 candidate: dict[str, Any] = orjson.loads(raw)
                 if (
                     candidate.get("orderCode") == order_code
@@ -102,7 +107,8 @@ class KafkaCallbackPorts:
         return CallbackResponse(status=int(stored[0]), body=str(stored[1]).encode(), at=at)
 
     async def remember(self, idem_key: str, response: CallbackResponse) -> None:
-        value = [response.status, response.body.decode(), response.at]
+        # The 4th element is when it was stored: retention drops it that long after.
+        value = [response.status, response.body.decode(), response.at, time.time()]
         self._results.put(idem_key, value, default_partition(idem_key, self._partitions))
 
 
@@ -121,25 +127,66 @@ def install_callbacks(
     # A GlobalTable with marketplace.shipments itself as changelog stalls Faust's
     # assignor, so an agent copies the topic into a global table of our own.
     shipments = StateTable(app, "shipments", settings.topic_partitions, "raw", global_=True)
+    index = ShipmentIndex()
+    watch_shipments(shipments, index)
+    retention = settings.shipment_retention_s
 
     async def index_shipments(stream: Any) -> None:
         async for event in stream.events():
-            msg = event.message
-            try:
-                body = orjson.loads(msg.value or b"")
-                shipment_id = str(body["shipmentId"]) if isinstance(body, dict) else None
-            except (orjson.JSONDecodeError, KeyError):
-                shipment_id = None
-            if not shipment_id:
-                await reject(msg, "shipment: invalid JSON or no shipmentId")
-                continue
-            shipments.put(shipment_id, msg.value, msg.partition)
+            await _index_shipment(event.message)
+
+    async def _index_shipment(msg: Any) -> None:
+        if msg.value is None:  # the marketplace tombstoned the shipment: forget it
+            key = msg.key.decode("utf-8", "replace") if msg.key else ""
+            await tombstone(shipments, [key])
+            index.drop(key)
+            return
+        try:
+            body = orjson.loads(msg.value)
+            shipment_id = str(body["shipmentId"]) if isinstance(body, dict) else None
+        except (orjson.JSONDecodeError, KeyError):
+            shipment_id = None
+        if not shipment_id:
+            await reject(msg, "shipment: invalid JSON or no shipmentId")
+            return
+        at = msg.timestamp or time.time()
+        if at < time.time() - retention:
+            return  # already past retention (a new group reading the topic from the start)
+        shipments.hold(shipment_id, msg.value, msg.partition)
+        index.add(shipment_id, msg.value, at)
+        # Acknowledged before the event's offset is: an indexed shipment is never lost.
+        ack = await app.producer.send(
+            shipments.changelog,
+            shipment_id.encode("utf-8"),
+            msg.value,
+            partition=msg.partition,
+            timestamp=at,
+            headers=None,
+        )
+        await ack
 
     app.agent(shipments_topic, name="shipments")(index_shipments)
     results = StateTable(app, "callback-results", settings.topic_partitions, "json", global_=True)
+    started = time.time()
+
+    async def prune_tables() -> None:
+        await prune(
+            shipments=shipments,
+            index=index,
+            results=results,
+            shipment_retention_s=retention,
+            result_retention_s=settings.callback_result_retention_s,
+            now=time.time(),
+            started=started,
+        )
+
+    shortest = min(retention, settings.callback_result_retention_s)
+    timer: Any = app.timer  # untyped decorator in faust
+    timer(max(1.0, min(600.0, shortest / 4)), on_leader=True)(prune_tables)
     ports = KafkaCallbackPorts(
         app=app,
         shipments=shipments,
+        index=index,
         results=results,
         partitions=settings.topic_partitions,
         publish_update=publish_update,

@@ -2,7 +2,8 @@
 
 Takes Increff's location-wise ATP body (`PUT /inventory` by default, at most 200 SKUs a
 call), answers `{successList, failureList}`, records every quantity in arrival order
-and keeps the latest per (location, SKU).
+and keeps the latest per (location, SKU). A request whose client hung up before it was
+handled (see `latency_s`) is not applied, as a server that aborts on disconnect.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class MockMarketplace(MockHttpServer):
         self.calls = 0
         """Inventory calls the handler accepted for processing (valid body, not failed)."""
         self._failing_skus: set[str] = set()
+        self.aborted = 0
+        """Inventory calls dropped because the client closed the connection first."""
 
     def fail_skus(self, skus: Iterable[str]) -> None:
         """Put these SKUs in failureList (200 answer, quantity not applied) until cleared."""
@@ -78,6 +81,10 @@ class MockMarketplace(MockHttpServer):
         if len(body.inventories) > self.max_skus_per_call:
             message = f"at most {self.max_skus_per_call} SKUs per call"
             return json_response({"hasError": True, "errorMessage": message}, status=400)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            self.aborted += 1
+            return json_response({"hasError": True, "errorMessage": "client went away"}, 499)
         self.calls += 1
         success: list[str] = []
         failure: list[str] = []

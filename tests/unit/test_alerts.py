@@ -36,6 +36,7 @@ REQUIRED = {
     "InvsyncIncreffRejections",
     "InvsyncIncreffCredentialsRejected",
     "InvsyncMarketplacePushFailing",
+    "InvsyncMarketplaceCredentialsRejected",
     "InvsyncReservationsExpiring",
 }
 

@@ -58,6 +58,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "marketplace_requests": ("invsync_marketplace_requests", "counter", ("status",)),
     "marketplace_latency": ("invsync_marketplace_request_duration_seconds", "histogram", ()),
     "marketplace_sku_failures": ("invsync_marketplace_sku_failures", "counter", ()),
+    "marketplace_auth_failures": ("invsync_marketplace_auth_failures", "counter", ()),
     "order_events": ("invsync_order_events", "counter", ("type",)),
     "order_updates": ("invsync_order_updates_published", "counter", ("type",)),
     "callbacks": ("invsync_callbacks", "counter", ("path", "status")),
@@ -90,6 +91,7 @@ def exercise(m: Metrics) -> None:
     m.marketplace_requests.labels(status="200").inc()
     m.marketplace_latency.observe(0.03)
     m.marketplace_sku_failures.inc()
+    m.marketplace_auth_failures.inc()
     m.order_events.labels(type="ORDER_CREATED").inc()
     m.order_updates.labels(type="ORDER_PACKED").inc()
     m.callbacks.labels(path="/increff/orders/pack", status="200").inc()
@@ -157,6 +159,7 @@ def test_render_returns_the_text_format_with_every_name(
         "invsync_marketplace_requests_total",
         "invsync_marketplace_request_duration_seconds_bucket",
         "invsync_marketplace_sku_failures_total",
+        "invsync_marketplace_auth_failures_total",
         "invsync_order_events_total",
         "invsync_order_updates_published_total",
         "invsync_callbacks_total",
