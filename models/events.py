@@ -7,6 +7,7 @@ reason, so an agent needs a single ``except`` to dead-letter bad input.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -15,6 +16,7 @@ import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -32,6 +34,20 @@ Code = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 CommandId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_timestamp_number(value: object) -> object:
+    """Pydantic would read a number (or a string of digits) as Unix seconds; the contract
+    says ISO-8601 with an offset, and a producer sending epoch millis would land in 55000 AD."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO-8601 date-time with an offset, not a number")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_not_a_timestamp_number)]
+"""`occurredAt` of the input topics: an ISO-8601 date-time with an offset."""
 
 StockEventType = Literal["DELTA", "SNAPSHOT"]
 OrderEventType = Literal[
@@ -114,11 +130,10 @@ def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _decode_key(key: bytes | None) -> str:
+def decode_key(key: bytes | None, expected: str = "'locationCode:channelSkuCode'") -> str:
+    """The Kafka key as text; a missing or non-UTF-8 key is a `key_mismatch` dead letter."""
     if key is None:
-        raise DecodeError(
-            "missing key: expected 'locationCode:channelSkuCode'", reason="key_mismatch"
-        )
+        raise DecodeError(f"missing key: expected {expected}", reason="key_mismatch")
     try:
         return key.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -152,7 +167,7 @@ class StockEvent(WireModel):
     locationCode: Code
     channelSkuCode: Code
     quantity: Quantity
-    occurredAt: AwareDatetime
+    occurredAt: Instant
     basis: Literal["ON_HAND", "AVAILABLE"] | None = None
     reason: str | None = None
     orderCode: Code | None = None
@@ -180,7 +195,7 @@ def decode_stock_event(key: bytes | None, value: bytes) -> StockEvent:
         event = StockEvent.model_validate_json(value)
     except ValidationError as exc:
         raise invalid(exc) from exc
-    text = _decode_key(key)
+    text = decode_key(key)
     if text != event.key:
         raise _key_mismatch(text, event.key)
     return event
@@ -194,7 +209,7 @@ class OrderEvent(WireModel):
 
     eventId: EventId
     type: OrderEventType
-    occurredAt: AwareDatetime
+    occurredAt: Instant
     payload: dict[str, Any]
 
 
@@ -316,7 +331,7 @@ class InventoryCommand(WireModel):
     orderCode: Code
     locationCode: Code
     channelSkuCode: Code
-    occurredAt: AwareDatetime
+    occurredAt: Instant
     quantity: PositiveCount | None = None
     cancelledQuantity: BoundedCount | None = None
 
@@ -341,7 +356,7 @@ def decode_command(key: bytes | None, value: bytes) -> InventoryCommand:
         cmd = InventoryCommand.model_validate_json(value)
     except ValidationError as exc:
         raise invalid(exc) from exc
-    text = _decode_key(key)
+    text = decode_key(key)
     if text != cmd.key:
         raise _key_mismatch(text, cmd.key)
     return cmd

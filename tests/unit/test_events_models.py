@@ -75,6 +75,23 @@ def test_stock_event_refuses_naive_datetime() -> None:
         decode_stock_event(b"WH1:SKU-1", raw(stock(occurredAt="2024-03-01T12:00:00")))
 
 
+NUMERIC_TIMES = [1700000000, 1.7e9, 0, "1700000000", "1.7e9", " 1732961234567 "]
+
+
+@pytest.mark.parametrize("at", NUMERIC_TIMES)
+def test_occurred_at_refuses_unix_numbers_on_every_input(at: object) -> None:
+    """Pydantic reads numbers as Unix seconds; the contract says ISO-8601 with an offset
+    (epoch millis would otherwise become a date in 55000 AD)."""
+    with pytest.raises(DecodeError, match=r"occurredAt: must be an ISO-8601"):
+        decode_stock_event(b"WH1:SKU-1", raw(stock(occurredAt=at)))
+    body = {"eventId": "oe-1", "type": "ORDER_CREATED", "occurredAt": at, "payload": {}}
+    with pytest.raises(DecodeError, match=r"occurredAt: must be an ISO-8601"):
+        decode_order_event(raw(body))
+    cmd = orjson.loads(command().encode()) | {"occurredAt": at}
+    with pytest.raises(DecodeError, match=r"occurredAt: must be an ISO-8601"):
+        decode_command(b"WH1:SKU-1", raw(cmd))
+
+
 def test_stock_event_accepts_z_suffix() -> None:
     event = decode_stock_event(b"WH1:SKU-1", raw(stock(occurredAt="2024-03-01T12:00:00Z")))
     assert event.occurredAt == T0
