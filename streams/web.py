@@ -18,7 +18,9 @@ import faust
 import orjson
 from aiohttp import web
 
+from models.errors import DecodeError
 from models.events import InventoryCommand, StockEvent
+from models.messages import decode_shipment
 from streams.callbacks import (
     ROUTES,
     CallbackHandler,
@@ -115,7 +117,7 @@ def install_callbacks(
     publish_update: PublishUpdate,
     send_commands: SendCommands,
     send_stock_event: SendRaw,
-    reject: Callable[[Any, str], Awaitable[None]],
+    reject: Callable[[Any, DecodeError | str], Awaitable[None]],
 ) -> CallbackHandler:
     """Register the DESIGN.md callback paths on the app's web server."""
     # A GlobalTable with marketplace.shipments itself as changelog stalls Faust's
@@ -126,14 +128,11 @@ def install_callbacks(
         async for event in stream.events():
             msg = event.message
             try:
-                body = orjson.loads(msg.value or b"")
-                shipment_id = str(body["shipmentId"]) if isinstance(body, dict) else None
-            except (orjson.JSONDecodeError, KeyError):
-                shipment_id = None
-            if not shipment_id:
-                await reject(msg, "shipment: invalid JSON or no shipmentId")
+                shipment = decode_shipment(msg.key, msg.value or b"")
+            except DecodeError as exc:
+                await reject(msg, exc)
                 continue
-            shipments.put(shipment_id, msg.value, msg.partition)
+            shipments.put(str(shipment.shipmentId), msg.value, msg.partition)
 
     app.agent(shipments_topic, name="shipments")(index_shipments)
     results = StateTable(app, "callback-results", settings.topic_partitions, "json", global_=True)
