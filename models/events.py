@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -25,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.deadletter import DeadLetter as DeadLetter  # re-exported: it lived here
 from models.errors import DecodeError as DecodeError  # re-exported for the decoders' callers
 from models.errors import DecodeReason
 
@@ -390,41 +390,3 @@ def decode_inventory_update(value: bytes) -> InventoryUpdate:
         return InventoryUpdate.model_validate_json(value)
     except ValidationError as exc:
         raise invalid(exc) from exc
-
-
-class DeadLetter(WireModel):
-    """What arrived, where from, and why it could not be applied."""
-
-    sourceTopic: str
-    partition: int
-    offset: int
-    key: str | None
-    value: str
-    error: str
-    failedAt: AwareDatetime
-
-    @classmethod
-    def from_raw(
-        cls,
-        *,
-        source_topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        error: str,
-        failed_at: datetime,
-    ) -> DeadLetter:
-        """Keep the original bytes readable even when they are not valid UTF-8."""
-        return cls(
-            sourceTopic=source_topic,
-            partition=partition,
-            offset=offset,
-            key=None if key is None else key.decode("utf-8", errors="replace"),
-            value="" if value is None else value.decode("utf-8", errors="replace"),
-            error=error,
-            failedAt=failed_at,
-        )
-
-    def encode(self) -> bytes:
-        return orjson.dumps(self.model_dump())

@@ -376,3 +376,40 @@ def test_dead_letter_keeps_undecodable_bytes_readable() -> None:
         source_topic="t", partition=0, offset=0, key=None, value=None, error="e", failed_at=T0
     )
     assert (empty.key, empty.value) == (None, "")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (b"k", b"z" * 1_000_000),  # near the broker's limit already
+        (b"k", b"\x01" * 200_000),  # sixfold once escaped into JSON
+        (b"k", b"\xff" * 400_000),  # threefold as U+FFFD
+        (b"\x01" * 300_000, b"v"),  # the key alone too large
+    ],
+)
+def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so(key: bytes, value: bytes) -> None:
+    """A letter the broker refuses would stop the agent on the very message it refuses."""
+    letter = DeadLetter.from_raw(
+        source_topic="t", partition=0, offset=7, key=key, value=value, error="bad", failed_at=T0
+    )
+    data = letter.encode_within(900_000)
+    assert len(data) <= 900_000
+    body = orjson.loads(data)
+    assert body["error"].startswith("bad (dead letter: ")
+    assert "cut to" in body["error"]
+    assert letter.value.startswith(body["value"])
+    assert (letter.key or "").startswith(body["key"])
+    assert len(body["value"]) + len(body["key"]) > 100_000  # cut to fit, not emptied
+
+
+def test_a_dead_letter_that_fits_is_unchanged() -> None:
+    letter = DeadLetter.from_raw(
+        source_topic="t",
+        partition=0,
+        offset=7,
+        key=b"k",
+        value=b"v" * 1000,
+        error="e",
+        failed_at=T0,
+    )
+    assert letter.encode_within(900_000) == letter.encode()
