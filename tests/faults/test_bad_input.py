@@ -120,7 +120,7 @@ def rig(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 class Msg:
     kind: str  # stock / orders / shipments / commands
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     valid: bool
     note: str
     partition: int | None = None  # explicit partition; None: Kafka's default partitioner
@@ -146,7 +146,7 @@ class Batch:
         return f"{prefix}{self.tag}-{self.n}"
 
     def add(self, kind: str, key: bytes | None, body: Any, valid: bool, note: str) -> None:
-        value = body if isinstance(body, bytes) else json.dumps(body).encode()
+        value = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
         self.messages.append(Msg(kind, key, value, valid, note))
 
 
@@ -200,6 +200,7 @@ def _nested(depth: int) -> bytes:
 raw_garbage = st.one_of(
     st.binary(max_size=64),
     st.just(b""),
+    st.none(),  # a tombstone
     st.sampled_from(
         [b"null", b"true", b"0", b'"text"', b"[]", b"[1,2]", b"{", b"NaN", b"\xff\xfe"]
     ),
@@ -210,7 +211,7 @@ raw_garbage = st.one_of(
     # Near the broker's limit, or growing sixfold once escaped into a dead letter's JSON.
     st.sampled_from([b"z" * 1_000_000, b"\x01" * 200_000, b"\xff" * 400_000]),
 )
-"""Values that are never a JSON object of the right shape, whatever the topic."""
+"""Values that are never a JSON object of the right shape, whatever the topic (or none)."""
 
 
 def not_a_code(max_len: int = 255) -> st.SearchStrategy[Any]:
@@ -708,7 +709,7 @@ def _expected(batch: Batch) -> Expected:
     for msg in batch.messages:
         if not msg.valid:
             continue
-        body = json.loads(msg.value)
+        body = json.loads(msg.value or b"")
         if msg.kind == "stock":
             key = msg.key.decode()  # type: ignore[union-attr]
             if (key, body["eventId"]) in seen:
@@ -805,7 +806,7 @@ async def _account(rig: Rig, batch: Batch, expect: Expected, duplicates: int) ->
             if not letter["error"]:
                 problems.append(f"{what}: dead letter without a reason")
             want_key = None if msg.key is None else msg.key.decode("utf-8", "replace")
-            want_value = msg.value.decode("utf-8", "replace")
+            want_value = (msg.value or b"").decode("utf-8", "replace")
             if "(dead letter: value cut to" in letter["error"]:  # too large for the topic
                 kept = want_value.startswith(letter["value"]) and len(letter["value"]) > 100_000
             else:
