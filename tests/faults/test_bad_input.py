@@ -531,12 +531,19 @@ def command_group(draw: Any, b: Batch) -> None:
         "quantity": draw(st.integers(1, 50)),
     }
     spoil = draw(
-        st.sampled_from(["none", "none", "quantity", "type", "time", "key", "raw"]), label="cmd"
+        st.sampled_from(["none", "none", "unmatched", "quantity", "type", "time", "key", "raw"]),
+        label="cmd",
     )
     if spoil == "none":
         b.add("commands", key, body, True, "valid")
         if draw(st.booleans(), label="cmd repeat"):
             b.add("commands", key, body, True, "repeated commandId")
+    elif spoil == "unmatched":  # valid, for an order never reserved here: counted, no hold
+        body["type"] = draw(st.sampled_from(["ACCEPT", "RELEASE", "CANCEL"]), label="cmd type")
+        del body["quantity"]
+        if body["type"] == "CANCEL":
+            body["cancelledQuantity"] = 1
+        b.add("commands", key, body, True, f"{body['type']} for an unknown order")
     elif spoil == "quantity":
         body["quantity"] = draw(st.sampled_from([*EXTREME_NUMBERS, 0, -3]), label="cmd qty")
         if body["quantity"] is None:
@@ -666,11 +673,18 @@ async def _run(rig: Rig, batch: Batch) -> None:
     expect = _expected(batch)
     await _wait_for_effects(rig, batch, expect)
     lag = await wait_committed(rig.bootstrap, rig.env["INVSYNC_APP_ID"], list(rig.topics.values()))
-    assert rig.worker.proc is not None and rig.worker.proc.poll() is None, rig.worker.log_tail()
+    _alive(rig)
     assert not any(lag.values()), f"committed offsets did not reach the end: {lag}"
     async with httpx.AsyncClient(base_url=rig.worker.web, timeout=5) as http:
         assert (await http.get("/health")).status_code == 200
     await _account(rig, batch, expect, await _duplicates(rig) - duplicates_before)
+
+
+def _alive(rig: Rig) -> None:
+    proc = rig.worker.proc
+    assert proc is not None and proc.poll() is None, (
+        f"the worker exited ({proc.returncode if proc else None}):\n{rig.worker.log_tail()}"
+    )
 
 
 async def _produce(rig: Rig, batch: Batch) -> None:
@@ -727,7 +741,7 @@ def _expected(batch: Batch) -> Expected:
                 out.duplicates += 1
                 continue
             seen.add((key, body["commandId"]))
-            out.reserved[key] += body["quantity"]
+            out.reserved[key] += body.get("quantity", 0)  # 0: an unmatched command
         elif msg.kind == "orders":
             payload = body["payload"]
             location = payload["locationCode"]
@@ -757,6 +771,7 @@ async def _wait_for_effects(rig: Rig, batch: Batch, expect: Expected, within: fl
         if m.note == "sentinel" and m.kind == "stock"
     }
     while asyncio.get_running_loop().time() < deadline:
+        _alive(rig)
         created = {
             r.body.get("orderCode") for r in list(rig.increff.requests) if isinstance(r.body, dict)
         }
