@@ -39,14 +39,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## faults: the fault suite, longer and over several seeds (CI runs it small inside `make test`)
-## Options: make faults FAULT_SEEDS="1 2 3" FAULT_EVENTS=20000 FAULT_RATE=800
+## Options: make faults FAULT_SEEDS="1 2 3" FAULT_EVENTS=20000 FAULT_RATE=800 FAULT_BAD_EXAMPLES=10
 FAULT_SEEDS ?= 1 2 3 4 5 6 7 8 9 10
 FAULT_EVENTS ?= 20000
 FAULT_RATE ?= 800
+FAULT_BAD_EXAMPLES ?= 10
 faults: $(STAMP)
 	@failed=""; for seed in $(FAULT_SEEDS); do \
 	  echo "== fault suite, seed $$seed ($(FAULT_EVENTS) events at $(FAULT_RATE)/s)"; \
 	  FAULT_SEED=$$seed FAULT_EVENTS=$(FAULT_EVENTS) FAULT_RATE=$(FAULT_RATE) \
+	  FAULT_BAD_EXAMPLES=$(FAULT_BAD_EXAMPLES) \
 	    $(BIN)/python -m pytest tests/faults -q -rfE $(PYTEST_ARGS) || failed="$$failed $$seed"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "faults: seeds with a failure:$$failed"; exit 1; fi; \

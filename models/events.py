@@ -7,14 +7,15 @@ reason, so an agent needs a single ``except`` to dead-letter bad input.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.deadletter import DeadLetter as DeadLetter  # re-exported: it lived here
 from models.errors import DecodeError as DecodeError  # re-exported for the decoders' callers
 from models.errors import DecodeReason
 
@@ -32,6 +34,20 @@ Code = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 CommandId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_timestamp_number(value: object) -> object:
+    """Pydantic would read a number (or a string of digits) as Unix seconds; the contract
+    says ISO-8601 with an offset, and a producer sending epoch millis would land in 55000 AD."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO-8601 date-time with an offset, not a number")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_not_a_timestamp_number)]
+"""`occurredAt` of the input topics: an ISO-8601 date-time with an offset."""
 
 StockEventType = Literal["DELTA", "SNAPSHOT"]
 OrderEventType = Literal[
@@ -114,11 +130,10 @@ def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _decode_key(key: bytes | None) -> str:
+def decode_key(key: bytes | None, expected: str = "'locationCode:channelSkuCode'") -> str:
+    """The Kafka key as text; a missing or non-UTF-8 key is a `key_mismatch` dead letter."""
     if key is None:
-        raise DecodeError(
-            "missing key: expected 'locationCode:channelSkuCode'", reason="key_mismatch"
-        )
+        raise DecodeError(f"missing key: expected {expected}", reason="key_mismatch")
     try:
         return key.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -152,7 +167,7 @@ class StockEvent(WireModel):
     locationCode: Code
     channelSkuCode: Code
     quantity: Quantity
-    occurredAt: AwareDatetime
+    occurredAt: Instant
     basis: Literal["ON_HAND", "AVAILABLE"] | None = None
     reason: str | None = None
     orderCode: Code | None = None
@@ -180,7 +195,7 @@ def decode_stock_event(key: bytes | None, value: bytes) -> StockEvent:
         event = StockEvent.model_validate_json(value)
     except ValidationError as exc:
         raise invalid(exc) from exc
-    text = _decode_key(key)
+    text = decode_key(key)
     if text != event.key:
         raise _key_mismatch(text, event.key)
     return event
@@ -194,7 +209,7 @@ class OrderEvent(WireModel):
 
     eventId: EventId
     type: OrderEventType
-    occurredAt: AwareDatetime
+    occurredAt: Instant
     payload: dict[str, Any]
 
 
@@ -316,7 +331,7 @@ class InventoryCommand(WireModel):
     orderCode: Code
     locationCode: Code
     channelSkuCode: Code
-    occurredAt: AwareDatetime
+    occurredAt: Instant
     quantity: PositiveCount | None = None
     cancelledQuantity: BoundedCount | None = None
 
@@ -341,7 +356,7 @@ def decode_command(key: bytes | None, value: bytes) -> InventoryCommand:
         cmd = InventoryCommand.model_validate_json(value)
     except ValidationError as exc:
         raise invalid(exc) from exc
-    text = _decode_key(key)
+    text = decode_key(key)
     if text != cmd.key:
         raise _key_mismatch(text, cmd.key)
     return cmd
@@ -375,41 +390,3 @@ def decode_inventory_update(value: bytes) -> InventoryUpdate:
         return InventoryUpdate.model_validate_json(value)
     except ValidationError as exc:
         raise invalid(exc) from exc
-
-
-class DeadLetter(WireModel):
-    """What arrived, where from, and why it could not be applied."""
-
-    sourceTopic: str
-    partition: int
-    offset: int
-    key: str | None
-    value: str
-    error: str
-    failedAt: AwareDatetime
-
-    @classmethod
-    def from_raw(
-        cls,
-        *,
-        source_topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        error: str,
-        failed_at: datetime,
-    ) -> DeadLetter:
-        """Keep the original bytes readable even when they are not valid UTF-8."""
-        return cls(
-            sourceTopic=source_topic,
-            partition=partition,
-            offset=offset,
-            key=None if key is None else key.decode("utf-8", errors="replace"),
-            value="" if value is None else value.decode("utf-8", errors="replace"),
-            error=error,
-            failedAt=failed_at,
-        )
-
-    def encode(self) -> bytes:
-        return orjson.dumps(self.model_dump())

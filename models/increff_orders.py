@@ -30,7 +30,9 @@ Text = str
 Qty = Annotated[int, Field(strict=True, ge=0)]
 """A quantity: a JSON integer (never a float or a string), zero or more."""
 PositiveQty = Annotated[int, Field(strict=True, gt=0)]
-Money = float
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A JSON number, finite: `true` is not 1.0, and Infinity or NaN would reach Increff as null."""
+Money = Number
 Id = Annotated[int, Strict()] | Code
 """An Increff id that samples show both as a number and as a string (shipmentId, boxId);
 never a boolean or a float (`true` must not become shipment 1)."""
@@ -72,7 +74,7 @@ class GiftOptions(IncreffModel):
 
 class TaxItem(IncreffModel):
     type: Str255 | None = None
-    rate: float | None = None
+    rate: Number | None = None
     taxPerUnit: Money | None = None
     taxTotal: Money | None = None
 
@@ -199,10 +201,10 @@ class SearchInventoryResponse(IncreffModel):
 
 
 class ShipmentDimension(IncreffModel):
-    length: float | None = None
-    breadth: float | None = None
-    height: float | None = None
-    weight: float | None = None
+    length: Number | None = None
+    breadth: Number | None = None
+    height: Number | None = None
+    weight: Number | None = None
 
 
 class ReturnOrderDetails(IncreffModel):

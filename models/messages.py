@@ -1,18 +1,33 @@
 """Wire models of topic messages that the code builds as plain dicts or reads loosely.
 
-The worker decodes `marketplace.shipments` with a few key look-ups and writes
+The worker decodes `marketplace.shipments` with `decode_shipment` and writes
 `marketplace.order-updates` as dicts; these models say what those messages hold, so the
-published JSON Schemas (`models.schemas`) and the client helpers have one definition.
-They describe today's behaviour and do not change it (DESIGN.md "Topics").
+published JSON Schemas (`models.schemas`), the worker and the client helpers have one
+definition (DESIGN.md "Topics").
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
-from models.events import Code, OrderCreatedLines, OrderEventType
+from models.events import (
+    Code,
+    DecodeError,
+    OrderCreatedLines,
+    OrderEventType,
+    decode_key,
+    invalid,
+)
 from models.increff import (
     AddReturnItems,
     BoxLabel,
@@ -53,9 +68,9 @@ OrderUpdateType = Literal[
 class Shipment(IncreffModel):
     """One shipment, keyed by `shipmentId`; answers Increff's label and invoice requests.
 
-    The worker indexes any value with a `shipmentId`; the label is served once
-    `awbNumber`, `transporter` and one of the label fields are there, the invoice once
-    `invoice` is.
+    The worker indexes a record that matches this model and whose Kafka key is its
+    `shipmentId`; anything else is dead-lettered (a key naming another shipment would let
+    compaction keep the wrong record). The invoice is served once `invoice` is there.
     """
 
     model_config = ConfigDict(
@@ -79,6 +94,21 @@ class Shipment(IncreffModel):
         if not (self.shippingLabelUrl or self.shippingLabel):
             raise ValueError("one of shippingLabelUrl and shippingLabel is required")
         return self
+
+
+def decode_shipment(key: bytes | None, value: bytes) -> Shipment:
+    """Validate a `marketplace.shipments` record and check that its key is its `shipmentId`."""
+    try:
+        shipment = Shipment.model_validate_json(value)
+    except ValidationError as exc:
+        raise invalid(exc) from exc
+    text = decode_key(key, "the shipmentId")
+    if text != str(shipment.shipmentId):
+        shown = str(shipment.shipmentId)[:100]
+        raise DecodeError(
+            f"key {text[:100]!r} does not match shipmentId {shown!r}", reason="key_mismatch"
+        )
+    return shipment
 
 
 # --- marketplace.order-updates ------------------------------------------------------

@@ -14,6 +14,7 @@ eventId and line, so a replayed order event can never reserve twice (DESIGN.md
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -164,6 +165,17 @@ class OrderPlan:
         )
 
 
+def _finite(value: object) -> bool:
+    """No Infinity or NaN anywhere: pydantic parses those tokens, free-form attributes keep them."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
 def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -194,10 +206,13 @@ def plan_order(
         commands = reservation_commands(event, key)
     except ValidationError as exc:  # e.g. lines of one SKU adding up beyond the bound
         raise DecodeError(f"payload: {validation_reason(exc)}") from exc
+    wire = body.to_wire()
     try:
-        orjson.dumps(body.to_wire())
+        orjson.dumps(wire)
     except TypeError as exc:  # e.g. an integer beyond 64 bits in custom attributes
         raise DecodeError(f"payload: cannot be sent to Increff ({exc})") from None
+    if not _finite(wire):  # orjson would send null in its place
+        raise DecodeError("payload: a number is Infinity or NaN, which JSON cannot carry")
     remembered: dict[str, int] | None = None
     if isinstance(body, OutwardOrder):
         remembered = {item.orderItemCode: item.quantity for item in body.orderItems}

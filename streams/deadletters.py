@@ -26,10 +26,16 @@ class Message(Protocol):
     value: bytes | None
 
 
+MAX_RECORD_BYTES = 1_000_000 - 1024
+"""Faust's producer refuses records over `producer_max_request_size` (1,000,000 bytes by
+default); the rest is the record's own overhead."""
+
+
 class DeadLetters:
-    def __init__(self, send: Send, metrics: Metrics) -> None:
+    def __init__(self, send: Send, metrics: Metrics, max_bytes: int = MAX_RECORD_BYTES) -> None:
         self._send = send
         self._metrics = metrics
+        self._max_bytes = max_bytes
 
     async def reject(self, msg: Message, error: DecodeError | str, reason: str = "schema") -> None:
         """Dead-letter a consumed message that can never be applied.
@@ -69,4 +75,5 @@ class DeadLetters:
             failed_at=datetime.now(UTC),
         )
         self._metrics.dead_letters.labels(reason).inc()
-        await self._send(key or b"", letter.encode())
+        kafka_key = (key or b"")[: self._max_bytes // 4]  # a longer key is cut, too
+        await self._send(kafka_key, letter.encode_within(self._max_bytes - len(kafka_key)))

@@ -20,7 +20,9 @@ import faust
 import orjson
 from aiohttp import web
 
+from models.errors import DecodeError
 from models.events import InventoryCommand, StockEvent
+from models.messages import decode_shipment
 from streams.callbacks import (
     ROUTES,
     CallbackHandler,
@@ -121,7 +123,7 @@ def install_callbacks(
     publish_update: PublishUpdate,
     send_commands: SendCommands,
     send_stock_event: SendRaw,
-    reject: Callable[[Any, str], Awaitable[None]],
+    reject: Callable[[Any, DecodeError | str], Awaitable[None]],
 ) -> CallbackHandler:
     """Register the DESIGN.md callback paths on the app's web server."""
     # A GlobalTable with marketplace.shipments itself as changelog stalls Faust's
@@ -142,13 +144,11 @@ def install_callbacks(
             index.drop(key)
             return
         try:
-            body = orjson.loads(msg.value)
-            shipment_id = str(body["shipmentId"]) if isinstance(body, dict) else None
-        except (orjson.JSONDecodeError, KeyError):
-            shipment_id = None
-        if not shipment_id:
-            await reject(msg, "shipment: invalid JSON or no shipmentId")
+            shipment = decode_shipment(msg.key, msg.value)
+        except DecodeError as exc:
+            await reject(msg, exc)
             return
+        shipment_id = str(shipment.shipmentId)
         at = msg.timestamp or time.time()
         if at < time.time() - retention:
             return  # already past retention (a new group reading the topic from the start)

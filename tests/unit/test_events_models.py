@@ -75,6 +75,23 @@ def test_stock_event_refuses_naive_datetime() -> None:
         decode_stock_event(b"WH1:SKU-1", raw(stock(occurredAt="2024-03-01T12:00:00")))
 
 
+NUMERIC_TIMES = [1700000000, 1.7e9, 0, "1700000000", "1.7e9", " 1732961234567 "]
+
+
+@pytest.mark.parametrize("at", NUMERIC_TIMES)
+def test_occurred_at_refuses_unix_numbers_on_every_input(at: object) -> None:
+    """Pydantic reads numbers as Unix seconds; the contract says ISO-8601 with an offset
+    (epoch millis would otherwise become a date in 55000 AD)."""
+    with pytest.raises(DecodeError, match=r"occurredAt: must be an ISO-8601"):
+        decode_stock_event(b"WH1:SKU-1", raw(stock(occurredAt=at)))
+    body = {"eventId": "oe-1", "type": "ORDER_CREATED", "occurredAt": at, "payload": {}}
+    with pytest.raises(DecodeError, match=r"occurredAt: must be an ISO-8601"):
+        decode_order_event(raw(body))
+    cmd = orjson.loads(command().encode()) | {"occurredAt": at}
+    with pytest.raises(DecodeError, match=r"occurredAt: must be an ISO-8601"):
+        decode_command(b"WH1:SKU-1", raw(cmd))
+
+
 def test_stock_event_accepts_z_suffix() -> None:
     event = decode_stock_event(b"WH1:SKU-1", raw(stock(occurredAt="2024-03-01T12:00:00Z")))
     assert event.occurredAt == T0
@@ -359,3 +376,40 @@ def test_dead_letter_keeps_undecodable_bytes_readable() -> None:
         source_topic="t", partition=0, offset=0, key=None, value=None, error="e", failed_at=T0
     )
     assert (empty.key, empty.value) == (None, "")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (b"k", b"z" * 1_000_000),  # near the broker's limit already
+        (b"k", b"\x01" * 200_000),  # sixfold once escaped into JSON
+        (b"k", b"\xff" * 400_000),  # threefold as U+FFFD
+        (b"\x01" * 300_000, b"v"),  # the key alone too large
+    ],
+)
+def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so(key: bytes, value: bytes) -> None:
+    """A letter the broker refuses would stop the agent on the very message it refuses."""
+    letter = DeadLetter.from_raw(
+        source_topic="t", partition=0, offset=7, key=key, value=value, error="bad", failed_at=T0
+    )
+    data = letter.encode_within(900_000)
+    assert len(data) <= 900_000
+    body = orjson.loads(data)
+    assert body["error"].startswith("bad (dead letter: ")
+    assert "cut to" in body["error"]
+    assert letter.value.startswith(body["value"])
+    assert (letter.key or "").startswith(body["key"])
+    assert len(body["value"]) + len(body["key"]) > 100_000  # cut to fit, not emptied
+
+
+def test_a_dead_letter_that_fits_is_unchanged() -> None:
+    letter = DeadLetter.from_raw(
+        source_topic="t",
+        partition=0,
+        offset=7,
+        key=b"k",
+        value=b"v" * 1000,
+        error="e",
+        failed_at=T0,
+    )
+    assert letter.encode_within(900_000) == letter.encode()

@@ -198,6 +198,18 @@ def test_order_quantity_is_a_positive_json_integer(bad: Any) -> None:
         m.OutwardOrder.model_validate(body)
 
 
+@pytest.mark.parametrize("bad", [b"Infinity", b"-Infinity", b"NaN", b"1e999", b"true", b'"12.5"'])
+def test_prices_are_finite_json_numbers(bad: bytes) -> None:
+    """Infinity and NaN would reach Increff as null (orjson), `true` as 1.0."""
+    body = _order()
+    body["orderItems"][0]["sellingPricePerUnit"] = "PRICE"
+    raw = json.dumps(body).encode().replace(b'"PRICE"', bad)
+    with pytest.raises(ValidationError, match="sellingPricePerUnit"):
+        m.OutwardOrder.model_validate_json(raw)
+    body["orderItems"][0]["sellingPricePerUnit"] = 12
+    assert m.OutwardOrder.model_validate(body).orderItems[0].sellingPricePerUnit == 12.0
+
+
 def test_required_fields_and_rules() -> None:
     with pytest.raises(ValidationError, match="orderCode"):
         m.OutwardOrder.model_validate({"locationCode": "L"})

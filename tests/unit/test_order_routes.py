@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import typing
 from datetime import UTC, datetime
 from typing import Any
@@ -141,6 +142,8 @@ def test_cancel_takes_the_order_code_from_the_key_and_cancels() -> None:
         ("ORDER_CREATED", create(qty=1_000_000_001), "ORD-1", "quantity"),
         ("CUSTOMER_CANCELLED", cancel(qty=10**12), "ORD-1", "cancelledQuantity"),
         ("ORDER_CREATED", create(orderCustomAttributes={"x": 10**30}), "ORD-1", "cannot be sent"),
+        ("ORDER_CREATED", create(orderCustomAttributes={"x": math.inf}), "ORD-1", "Infinity"),
+        ("ORDER_CREATED", create(orderCustomAttributes={"x": [math.nan]}), "ORD-1", "NaN"),
         ("ORDER_PROPERTIES_UPDATED", {"onHold": True}, "ORD-1", "locationCode"),
     ],
 )
