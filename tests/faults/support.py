@@ -252,8 +252,8 @@ async def clean_pass(bootstrap: str, env: dict[str, str], tmp: Path) -> dict[str
         INVSYNC_FAST_PATH="true",
     )
     worker = WorkerProcess(clean_env, tmp / f"clean-{tag}.log")
-    await asyncio.get_running_loop().run_in_executor(None, lambda: worker.start(ready=True))
     try:
+        await asyncio.get_running_loop().run_in_executor(None, lambda: worker.start(ready=True))
         return await settled_output(bootstrap, clean_env, [worker])
     finally:
         worker.stop()

@@ -81,7 +81,9 @@ class WorkerProcess:
                 ):
                     return
             time.sleep(0.25)
-        raise RuntimeError(f"worker not healthy within {timeout}s:\n{self.log_tail()}")
+        tail = self.log_tail()
+        self.kill9()  # a worker that failed to start is ended too, with its process group
+        raise RuntimeError(f"worker not healthy within {timeout}s:\n{tail}")
 
     def _logged_since(self, offset: int, text: str) -> bool:
         with self.log_path.open("rb") as f:
