@@ -1,5 +1,5 @@
 """Batched Faust processing with correct table changelog partitions (sketch to lift
-into ``src/invsync/streams/``).
+into ``streams/``).
 
 Faust's table write path (``Table.on_key_set`` -> ``partition_for_key``,
 faust/tables/base.py:305-324 and table.py:83-91) takes the changelog partition
