@@ -75,6 +75,25 @@ def key_partitions(table: Any) -> MutableMapping[Any, int]:
     return found
 
 
+# --- the web server ---------------------------------------------------------------------
+
+
+def aiohttp_web_driver(app: Any) -> Any:
+    """Faust's aiohttp web driver of ``app`` (`streams/httpserver.py` hardens it)."""
+    from faust.web.drivers.aiohttp import Web
+
+    driver = app.web
+    if not isinstance(driver, Web):
+        raise FaustVersionError("invsync needs Faust's aiohttp web driver (web_driver='aiohttp')")
+    return driver
+
+
+def replace_web_runner(app: Any, runner: Any) -> None:
+    """Use ``runner`` (an aiohttp `AppRunner`) for the app's web server: Faust builds its
+    own in `Web.__init__` and starts it with the worker."""
+    aiohttp_web_driver(app)._runner = runner
+
+
 # --- the broker -------------------------------------------------------------------------
 
 

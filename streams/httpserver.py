@@ -13,9 +13,9 @@ worker starts them, so that every answer from every layer keeps the contract
   of the previous answer on a kept-alive connection): aiohttp's keep-alive timer closes
   a connection still waiting for a whole head, so it is set to that timeout.
 
-These reach into aiohttp and Faust internals (`AppRunner._make_server`,
-`RequestHandler.handle_error`, `Web._runner`); `harden` checks the versions it was
-written against.
+These reach into aiohttp internals (`AppRunner._make_server`,
+`RequestHandler.handle_error`), checked against the aiohttp version here; the Faust side
+(its web driver's runner) is in `streams/faustcompat.py` with Faust's other internals.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from models.callbacks import error_body
+from streams import faustcompat
 
 log = logging.getLogger(__name__)
 
@@ -181,18 +182,13 @@ async def read_body(request: web.Request, *, limit: int, timeout_s: float) -> by
 
 def harden(app: faust.App, *, header_timeout_s: float) -> web.Application:
     """Install the above on the app's web server; returns the aiohttp application."""
-    from faust.web.drivers.aiohttp import Web
-
-    if not aiohttp.__version__.startswith(_TESTED):
+    if not aiohttp.__version__.startswith(_TESTED) or not hasattr(web.AppRunner, "_make_server"):
         raise RuntimeError(f"streams.httpserver is untested with aiohttp {aiohttp.__version__}")
-    driver = app.web
-    if not isinstance(driver, Web) or not hasattr(web.AppRunner, "_make_server"):
-        raise RuntimeError("streams.httpserver needs Faust's aiohttp web driver")
-    aio = driver.web_app
+    aio: web.Application = faustcompat.aiohttp_web_driver(app).web_app
     aio.middlewares.append(json_errors)
     # lingering_time: how long an unread body (after a 401/413) is read and dropped so the
     # client sees the answer before the connection closes.
-    driver._runner = _Runner(
-        aio, access_log=None, keepalive_timeout=header_timeout_s, lingering_time=2.0
+    faustcompat.replace_web_runner(
+        app, _Runner(aio, access_log=None, keepalive_timeout=header_timeout_s, lingering_time=2.0)
     )
     return aio
