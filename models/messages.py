@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -127,6 +128,9 @@ class OrderUpdate(BaseModel):
     type: OrderUpdateType
     occurredAt: AwareDatetime
     payload: dict[str, Any]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
 
 
 class OrderAcknowledged(IncreffModel):

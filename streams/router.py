@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from connectors.errors import ConnectorError, IncreffError
 from models.events import InventoryCommand
+from models.messages import OrderUpdate
 from models.orders import IncreffOrders, OrderPlan, increff_verdict
 from streams.metrics import Metrics
 
@@ -32,15 +31,12 @@ PublishUpdate = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
 
 
 def update_message(event_id: str, update_type: str, payload: dict[str, Any]) -> bytes:
-    """A `marketplace.order-updates` value (DESIGN.md)."""
-    return orjson.dumps(
-        {
-            "eventId": event_id,
-            "type": update_type,
-            "occurredAt": datetime.now(UTC).isoformat(),
-            "payload": payload,
-        }
+    """A `marketplace.order-updates` value: the one `OrderUpdate` model (DESIGN.md)."""
+    update = OrderUpdate.model_validate(
+        {"eventId": event_id, "type": update_type, "occurredAt": datetime.now(UTC)}
+        | {"payload": payload}
     )
+    return update.encode()
 
 
 @dataclass(frozen=True, slots=True)
