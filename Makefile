@@ -47,7 +47,7 @@ FAULT_BAD_EXAMPLES ?= 10
 faults: $(STAMP)
 	@failed=""; for seed in $(FAULT_SEEDS); do \
 	  echo "== fault suite, seed $$seed ($(FAULT_EVENTS) events at $(FAULT_RATE)/s)"; \
-	  FAULT_SEED=$$seed FAULT_EVENTS=$(FAULT_EVENTS) FAULT_RATE=$(FAULT_RATE) \
+	  FAULT_ALL=1 FAULT_SEED=$$seed FAULT_EVENTS=$(FAULT_EVENTS) FAULT_RATE=$(FAULT_RATE) \
 	  FAULT_BAD_EXAMPLES=$(FAULT_BAD_EXAMPLES) \
 	    $(BIN)/python -m pytest tests/faults -q -rfE $(PYTEST_ARGS) || failed="$$failed $$seed"; \
 	done; \
