@@ -61,7 +61,8 @@ class StateStore(Protocol):
         """The partition of a key held here, else None."""
 
     def items_in(self, partitions: Collection[int]) -> Iterator[tuple[str, KeyState, int]]:
-        """(key, state, partition) of every key held on ``partitions``."""
+        """(key, state, partition) of every key held on ``partitions``, to read: a state
+        changed through it must be passed to `hold` (a store may decode on the way)."""
 
     def drop_partitions(self, partitions: Collection[int]) -> None:
         """Forget the keys of ``partitions`` (revoked: the next owner has them)."""
@@ -349,10 +350,14 @@ class InventoryEngine:
         writes: list[StateWrite] = []
         orders: list[tuple[str, str]] = []
         open_total = 0
-        for key, state, partition in list(self.store.items_in(self.active)):
+        # One key at a time: a store may decode each state on the way (streams/state.py).
+        for key, state, partition in self.store.items_in(self.active):
+            if not state.reservations:
+                continue
             before = _live(state)
             codes = expire_reservations(state, now_epoch, self.reservation_ttl_s)
             if codes or _live(state) != before:
+                self.store.hold(key, state, partition)  # changed: keep this very object
                 writes.append(StateWrite(key, partition, state))
             if codes:
                 orders.extend((key, code) for code in codes)
