@@ -193,9 +193,17 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         t_ready = time.time()
         res["startup_s"] = t_ready - t_launch
-        while await kafka.committed(env["INVSYNC_APP_ID"], stock) < n:
+        last_note = 0.0
+        while (done := await kafka.committed(env["INVSYNC_APP_ID"], stock)) < n:
             if not worker.alive():
                 raise RuntimeError(f"worker exited: see {worker.log}")
+            if time.time() - last_note > 10:  # the RSS curve: steady state or in flight?
+                last_note = time.time()
+                rss = proc_kb(worker.pid, "VmRSS") // 1024
+                print(
+                    f"{last_note - t_ready:6.0f}s committed {done:>9,} RSS {rss} MB",
+                    file=sys.stderr,
+                )
             await asyncio.sleep(0.2)
         res["apply_s"] = time.time() - t_ready
         res["eps"] = n / res["apply_s"]

@@ -7,6 +7,7 @@ evicts meanwhile, or a change would be lost; what is written is what a restore r
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -86,3 +87,17 @@ async def test_scanning_every_key_pins_nothing() -> None:
     assert seen == {f"L1:K{i}": (i, i % 4) for i in range(20) if i % 4 in (0, 1)}
     assert not table._pinned
     assert len(table._decoded) == 2
+
+
+async def test_a_held_state_costs_its_bytes_not_the_encoders_buffer() -> None:
+    table, producer = _table(decoded_keys=0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(500):
+            await table.write([_W(f"L1:SKU-{i:08d}", i % 4, _state(i))])
+            producer.sent.clear()
+        per_key = (tracemalloc.get_traced_memory()[0] - before) / 500
+    finally:
+        tracemalloc.stop()
+    assert per_key < 1000, f"{per_key:.0f} bytes per key held"  # orjson's buffer: ~4 KB
