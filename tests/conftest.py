@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,18 @@ from pathlib import Path
 import pytest
 
 from invsync import localkafka
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A test run stopped with SIGTERM or SIGHUP (a CI timeout, a closed terminal)
+    unwinds like Ctrl-C, so session fixtures still stop the broker and workers they
+    started instead of leaving them running."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
 
 
 def _docker_engine_answers() -> bool:
@@ -46,9 +59,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield kafka.get_bootstrap_server()
         return
     data_dir: Path = tmp_path_factory.mktemp("kafka")
-    status = localkafka.start(port=localkafka.free_port(), data_dir=data_dir, log=False)
-    assert status.bootstrap is not None
     try:
+        status = localkafka.start(port=localkafka.free_port(), data_dir=data_dir, log=False)
+        assert status.bootstrap is not None
         yield status.bootstrap
     finally:
         localkafka.stop(data_dir)
