@@ -18,14 +18,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from models.errors import InvsyncError
-from models.events import InventoryCommand, StockEvent, command_id, validation_reason
+from models.events import InventoryCommand, command_id, validation_reason
 from models.increff import (
-    AtpInventoryItem,
     ClientResult,
-    Code,
     CreateManifest,
     GetInvoiceQuery,
     GetInvoiceResponse,
@@ -39,13 +37,10 @@ from models.increff import (
     PackOrder,
     ReturnOrderAcknowledgement,
     SellerCancellation,
-    SkuListResponse,
 )
 
 log = logging.getLogger(__name__)
 
-MAX_ATP_ITEMS = 200
-"""Increff pushes at most 200 SKUs a call; more is refused as a whole."""
 MAX_QUANTITY = 2**53 - 1
 """Larger integers do not survive JSON consumers (nor orjson); refused, never truncated."""
 MAX_MESSAGE = 255
@@ -55,7 +50,6 @@ has about 36,000). Validating, and above all reporting, half a million bad value
 holds the interpreter for seconds, so such a body is refused before it is parsed."""
 MAX_DETAILED_ERRORS = 50
 """Beyond this many errors only their count is reported (listing them costs seconds)."""
-ATP_REASON = "INCREFF_ATP"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -320,72 +314,3 @@ def plan_invoice(query: GetInvoiceQuery, shipment: Mapping[str, Any] | None) -> 
         payload.setdefault("shipmentId", found["shipmentId"])
     update = _update(query.orderCode, "INVOICE_REQUESTED", payload, key)
     return Plan(key, status, body, updates=(update,))
-
-
-# --- location-wise ATP inventory ----------------------------------------------------
-
-
-class _AtpEnvelope(BaseModel):
-    """The envelope only: items are validated one by one, so one bad SKU fails alone."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    locationCode: Code
-    inventories: list[Any] = Field(max_length=MAX_ATP_ITEMS)
-
-
-def _sku_of(raw: Any) -> str:
-    sku = raw.get("channelSkuCode") if isinstance(raw, dict) else None
-    return "" if sku is None else str(sku)[:MAX_MESSAGE]
-
-
-def atp_key(body: bytes) -> str:
-    """Idempotency key of an ATP push: its exact bytes (Increff retries resend them)."""
-    return f"atp:{hashlib.sha256(body).hexdigest()[:32]}"
-
-
-def plan_inventory(
-    body: bytes, now: datetime, window_s: float = 300.0
-) -> tuple[list[StockEvent], SkuListResponse]:
-    """Each valid item becomes an absolute SNAPSHOT; invalid items go to `failureList`.
-
-    Increff sends no request id, and pushes the same figures again periodically (which
-    must apply: they re-anchor drift), while a retry of a push (same bytes, within
-    `window_s`) must not: its figure is older than its arrival. So event ids derive from
-    the request bytes, the item and the `window_s` time bucket of `now`: a retry in the
-    same bucket is dropped by the inventory agent's eventId ring; the handler also
-    answers a retry within `window_s` of the remembered answer without publishing, and
-    a push `window_s` or more after that always lands in a later bucket, so it applies.
-    """
-    envelope = parse_body(_AtpEnvelope, body)
-    request_digest = hashlib.sha256(body).hexdigest()[:16]
-    bucket = int(now.timestamp() // window_s)
-    events: list[StockEvent] = []
-    success: list[str] = []
-    failure: list[str] = []
-    for raw in envelope.inventories:
-        try:
-            item = AtpInventoryItem.model_validate(raw)
-        except ValidationError:
-            failure.append(_sku_of(raw))
-            continue
-        if item.quantity > MAX_QUANTITY:
-            failure.append(item.channelSkuCode)
-            continue
-        item_digest = digest(envelope.locationCode, item.channelSkuCode, item.quantity)
-        events.append(
-            StockEvent(
-                eventId=f"increff-atp:{request_digest}:{bucket}:{item_digest[:32]}",
-                type="SNAPSHOT",
-                basis="AVAILABLE",
-                locationCode=envelope.locationCode,
-                channelSkuCode=item.channelSkuCode,
-                quantity=item.quantity,
-                occurredAt=now,
-                reason=ATP_REASON,
-            )
-        )
-        success.append(item.channelSkuCode)
-    if failure:
-        log.warning("ATP push for a location: %d item(s) refused", len(failure))
-    return events, SkuListResponse(successList=success, failureList=failure)

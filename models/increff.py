@@ -7,6 +7,7 @@ Increff (`tests/fixtures/increff-samples`) all validate against these models.
 
 from models.increff_callbacks import (
     AtpInventoryItem,
+    AtpItemRef,
     BoxAwb,
     BoxLabel,
     ClientResult,
@@ -83,6 +84,7 @@ __all__ = [
     "AddReturnItems",
     "Address",
     "AtpInventoryItem",
+    "AtpItemRef",
     "Attributes",
     "BoxAwb",
     "BoxLabel",

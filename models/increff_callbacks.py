@@ -296,9 +296,21 @@ class ConsolidatedAtpInventory(CallbackBody):
     locationCode: Str255 | None = None
 
 
+class AtpItemRef(IncreffModel):
+    """An item refused before it validated: what identifies it, as far as it could be read."""
+
+    channelSkuCode: Str255
+    locationCode: Str255 | None = None
+
+
 class ConsolidatedAtpResponse(IncreffModel):
+    """Items echoed per list, as Increff's sample shows; a refused item that did not
+    validate is given by its channelSkuCode (and locationCode) only."""
+
     successList: list[ConsolidatedAtpItem] = Field(default_factory=list)
-    failureList: list[ConsolidatedAtpItem] = Field(default_factory=list)
+    failureList: list[
+        Annotated[ConsolidatedAtpItem | AtpItemRef, Field(union_mode="left_to_right")]
+    ] = Field(default_factory=list)
 
 
 class SkuListResponse(IncreffModel):

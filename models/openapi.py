@@ -17,9 +17,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from models.callbacks import MAX_ATP_ITEMS
+from models.atp import MAX_ATP_ITEMS, MAX_CONSOLIDATED_ITEMS
 from models.increff import (
     ClientResult,
+    ConsolidatedAtpInventory,
+    ConsolidatedAtpResponse,
     CreateManifest,
     GetInvoiceQuery,
     GetInvoiceResponse,
@@ -66,6 +68,8 @@ class Callback:
     """None: 200 with an empty body."""
     success_example: dict[str, Any] | None = None
     not_found: bool = False
+    max_items: int | None = None
+    """The body's `inventories` hold at most this many items."""
 
 
 CALLBACKS: tuple[Callback, ...] = (
@@ -154,6 +158,23 @@ CALLBACKS: tuple[Callback, ...] = (
         "that fails validation is listed in failureList and the others still apply.",
         request=LocationAtpInventory,
         response=SkuListResponse,
+        max_items=MAX_ATP_ITEMS,
+    ),
+    Callback(
+        "PUT",
+        "/increff/inventory/consolidated",
+        "pushConsolidatedInventory",
+        "Consolidated ATP inventory",
+        "Each item is one SKU at one location (its locationCode, else the body's): its "
+        "quantity, the location's absolute saleable quantity, becomes a SNAPSHOT on "
+        "warehouse.stock-events (basis AVAILABLE, reason INCREFF_ATP) as in the "
+        "location-wise push. consolidatedQuantity, consolidatedMinExpiry, listingId and "
+        "consolidationType are informational (echoed, not applied). An item without a "
+        "location or a quantity, or that fails validation, is listed in failureList and "
+        "the others still apply; a body in which no item has both is a 400.",
+        request=ConsolidatedAtpInventory,
+        response=ConsolidatedAtpResponse,
+        max_items=MAX_CONSOLIDATED_ITEMS,
     ),
     Callback(
         "PUT",
@@ -239,8 +260,8 @@ def _operation(
         op["parameters"] = _query_parameters(cb.query)
     if cb.request is not None:
         body = dict(refs[(cb.request, "validation")])
-        if cb.request is LocationAtpInventory:
-            body["properties"] = {"inventories": {"maxItems": MAX_ATP_ITEMS}}
+        if cb.max_items is not None:
+            body["properties"] = {"inventories": {"maxItems": cb.max_items}}
         op["requestBody"] = {"required": True, "content": _json(body)}
     op["responses"] = responses
     return op

@@ -32,17 +32,16 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from pydantic import SecretStr
 
+from models.atp import atp_key, plan_consolidated_inventory, plan_inventory
 from models.callbacks import (
     BadRequest,
     CallbackError,
     NotFound,
     Plan,
-    atp_key,
     error_body,
     parse_query,
     plan_acknowledgements,
     plan_handover,
-    plan_inventory,
     plan_invoice,
     plan_label,
     plan_manifest,
@@ -51,11 +50,12 @@ from models.callbacks import (
     plan_seller_cancel,
 )
 from models.events import InventoryCommand, StockEvent
-from models.increff import GetInvoiceQuery, GetShippingLabelQuery
+from models.increff import GetInvoiceQuery, GetShippingLabelQuery, IncreffModel
 from streams.metrics import Metrics
 
 __all__ = [
     "ACKNOWLEDGE",
+    "CONSOLIDATED_INVENTORY",
     "HANDOVER",
     "INVENTORY",
     "INVOICE",
@@ -91,6 +91,7 @@ MANIFESTS = "POST /increff/manifests"
 HANDOVER = "POST /increff/orders/handover"
 SELLER_CANCEL = "PUT /increff/orders/seller-cancel"
 INVENTORY = "PUT /increff/inventory"
+CONSOLIDATED_INVENTORY = "PUT /increff/inventory/consolidated"
 RETURNS_ACKNOWLEDGE = "PUT /increff/returns/acknowledge"
 ROUTES: tuple[str, ...] = (
     ACKNOWLEDGE,
@@ -101,6 +102,7 @@ ROUTES: tuple[str, ...] = (
     HANDOVER,
     SELLER_CANCEL,
     INVENTORY,
+    CONSOLIDATED_INVENTORY,
     RETURNS_ACKNOWLEDGE,
 )
 """Every route served, as `"{METHOD} {path}"` (DESIGN.md path table)."""
@@ -192,6 +194,7 @@ class _KeyLocks:
 
 
 Route = Callable[[CallbackRequest], Awaitable[CallbackResponse]]
+AtpPlan = Callable[[bytes, datetime, float], tuple[list[StockEvent], IncreffModel]]
 
 
 class CallbackHandler:
@@ -233,6 +236,7 @@ class CallbackHandler:
             HANDOVER: self._handover,
             SELLER_CANCEL: self._seller_cancel,
             INVENTORY: self._inventory,
+            CONSOLIDATED_INVENTORY: self._consolidated_inventory,
             RETURNS_ACKNOWLEDGE: self._return_ack,
         }
 
@@ -402,17 +406,23 @@ class CallbackHandler:
         return CallbackResponse(plan.status, plan.body)
 
     async def _inventory(self, request: CallbackRequest) -> CallbackResponse:
+        return await self._atp_push(request, plan_inventory, "atp")
+
+    async def _consolidated_inventory(self, request: CallbackRequest) -> CallbackResponse:
+        return await self._atp_push(request, plan_consolidated_inventory, "atp-consolidated")
+
+    async def _atp_push(
+        self, request: CallbackRequest, plan: AtpPlan, kind: str
+    ) -> CallbackResponse:
         """A retry (same bytes within the window) gets the remembered answer; see
-        `plan_inventory` for why a later identical push applies again."""
-        key = atp_key(request.body)
+        `models.atp._snapshots` for why a later identical push applies again."""
+        key = atp_key(request.body, kind)
         async with self._locks.hold(key):
             prior = await self._ports.recall(key)
             now = self._clock()
             if prior is not None and now.timestamp() - prior.at < self._atp_window_s:
                 return prior
-            events, answer = await self._parse(
-                plan_inventory, request.body, now, self._atp_window_s
-            )
+            events, answer = await self._parse(plan, request.body, now, self._atp_window_s)
             if events:
                 await self._ports.publish_snapshots(events)
             response = CallbackResponse(200, orjson.dumps(answer.to_wire()), now.timestamp())

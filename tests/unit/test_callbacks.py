@@ -15,7 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from models.callbacks import digest, plan_acknowledgements, plan_inventory
+from models.atp import plan_inventory
+from models.callbacks import digest, plan_acknowledgements
 from models.events import InventoryCommand, StockEvent, command_id
 from streams import callbacks as cb
 from streams.callbacks import CallbackHandler, CallbackRequest, CallbackResponse
@@ -421,6 +422,7 @@ async def test_inventory_bad_items_go_to_failure_list(
             {"channelSkuCode": "neg", "quantity": -1},
             {"channelSkuCode": "str", "quantity": "7"},
             {"channelSkuCode": "huge", "quantity": 2**60},
+            {"channelSkuCode": "over", "quantity": 1_000_000_001},  # past a SNAPSHOT's bound
             {"quantity": 1},
             "not-an-object",
         ],
@@ -429,7 +431,7 @@ async def test_inventory_bad_items_go_to_failure_list(
     assert response.status == 200
     assert body_of(response) == {
         "successList": ["ok"],
-        "failureList": ["neg", "str", "huge", "", ""],
+        "failureList": ["neg", "str", "huge", "over", "", ""],
     }
     assert [e.channelSkuCode for e in ports.snapshots] == ["ok"]
 

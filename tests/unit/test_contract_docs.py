@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from connectors.errors import IncreffError
 from invsync import contractdocs
-from models.callbacks import plan_inventory
+from models.atp import plan_inventory
 from models.events import DeadLetter, InventoryUpdate, OrderEvent, StockEvent
 from models.messages import ORDER_EVENT_PAYLOADS, Shipment
 from models.openapi import CALLBACKS, openapi_document
@@ -246,6 +246,7 @@ async def _handler_outputs() -> tuple[FakePorts, dict[str, tuple[int, bytes]]]:
         cb.HANDOVER: "handover-notification.json",
         cb.SELLER_CANCEL: "seller-cancellation.json",
         cb.INVENTORY: "location-wise-atp-inventory.json",
+        cb.CONSOLIDATED_INVENTORY: "consolidated-atp-inventory.json",
         cb.RETURNS_ACKNOWLEDGE: "return-order-acknowledgement.json",
     }
     queries = {
@@ -280,6 +281,7 @@ async def test_callback_answers_and_samples_match_the_openapi_document() -> None
         "/increff/orders/handover": "handover-notification.json",
         "/increff/orders/seller-cancel": "seller-cancellation.json",
         "/increff/inventory": "location-wise-atp-inventory.json",
+        "/increff/inventory/consolidated": "consolidated-atp-inventory.json",
         "/increff/returns/acknowledge": "return-order-acknowledgement.json",
     }
     for callback in CALLBACKS:
