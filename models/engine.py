@@ -7,30 +7,23 @@ and the time, and return plain data: publications to send and state writes to ma
 `streams/inventory.py` decodes, calls it, sends, waits for acks, writes state and counts
 metrics; the property tests drive this very class (DESIGN.md "Inventory semantics").
 
-The order of effects the caller keeps (and the engine's API makes natural):
-1. `apply(batch)` changes states in memory and names the keys to write;
-2. `due(now)` returns publications, computed but not recorded;
-3. once the broker acknowledged them, `published(pubs)` records them in the states;
-4. the caller writes every named state to the changelog and waits for those acks,
-   and only then lets the input's offsets be committed.
-A crash between any two steps is repaired by the replay: outputs are absolute and
-versioned, and state is only ever ahead of its inputs once those inputs are committed.
-
-Partitions are assigned in two steps: `assigned` (Faust is restoring their tables from
-the changelog: keys may briefly hold older states, so nothing of them is published or
-written) and `recovered` (restored: keys whose ATP differs from their last publication
-are marked, so nothing pending is lost with a partition).
+The order of effects the caller keeps, and the two-step assignment, are those of every
+`models.publishing.Publisher`: `apply(batch)` changes states and names the keys to write,
+`due(now)` returns publications, `published(pubs)` records the acknowledged ones, and the
+caller writes every named state before the input's offsets may be committed. A crash
+between any two steps is repaired by the replay: outputs are absolute and versioned, and
+state is only ever ahead of its inputs once those inputs are committed.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TypeAlias
 
-from models.coalescer import Coalescer
+from models import publishing
 from models.errors import DecodeError
 from models.events import InventoryCommand, InventoryUpdate, StockEvent, parse_inventory_key
 from models.inventory import (
@@ -45,55 +38,10 @@ from models.inventory import (
     record_publication,
 )
 
-
-class StateStore(Protocol):
-    """Where key states live (a Faust table in the worker, a dict in tests).
-
-    Only local, synchronous access: the changelog writes are the caller's.
-    """
-
-    def get(self, key: str) -> KeyState | None: ...
-
-    def hold(self, key: str, state: KeyState, partition: int) -> None:
-        """Keep ``state`` for ``key`` (on ``partition``) in memory."""
-
-    def partition_of(self, key: str) -> int | None:
-        """The partition of a key held here, else None."""
-
-    def items_in(self, partitions: Collection[int]) -> Iterator[tuple[str, KeyState, int]]:
-        """(key, state, partition) of every key held on ``partitions``, to read: a state
-        changed through it must be passed to `hold` (a store may decode on the way)."""
-
-    def drop_partitions(self, partitions: Collection[int]) -> None:
-        """Forget the keys of ``partitions`` (revoked: the next owner has them)."""
-
-
-class MemoryStore:
-    """A `StateStore` over dicts."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, KeyState] = {}
-        self.partitions: dict[str, int] = {}
-
-    def get(self, key: str) -> KeyState | None:
-        return self.states.get(key)
-
-    def hold(self, key: str, state: KeyState, partition: int) -> None:
-        self.states[key] = state
-        self.partitions[key] = partition
-
-    def partition_of(self, key: str) -> int | None:
-        return self.partitions.get(key)
-
-    def items_in(self, partitions: Collection[int]) -> Iterator[tuple[str, KeyState, int]]:
-        for key, partition in list(self.partitions.items()):
-            if partition in partitions:
-                yield key, self.states[key], partition
-
-    def drop_partitions(self, partitions: Collection[int]) -> None:
-        for key in [k for k, p in self.partitions.items() if p in partitions]:
-            del self.partitions[key]
-            del self.states[key]
+Publication: TypeAlias = publishing.Publication[InventoryUpdate]
+StateWrite: TypeAlias = publishing.StateWrite[KeyState]
+StateStore: TypeAlias = publishing.StateStore[KeyState]
+MemoryStore: TypeAlias = publishing.MemoryStore[KeyState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,29 +60,6 @@ class Rejection:
 
     input: Input
     error: DecodeError
-
-
-@dataclass(frozen=True, slots=True)
-class Publication:
-    """An update to send; record it with `InventoryEngine.published` once acknowledged."""
-
-    key: str
-    partition: int
-    update: InventoryUpdate
-    since: float | None
-    """Oldest ``occurredAt`` (epoch s) among the changes it carries, if known."""
-    stockout: bool
-    marked: float | None = None
-    """When (the engine's monotonic clock) the key was first marked changed, if known."""
-
-
-@dataclass(frozen=True, slots=True)
-class StateWrite:
-    """Write ``state`` of ``key`` to changelog ``partition`` (encode it when sending)."""
-
-    key: str
-    partition: int
-    state: KeyState
 
 
 @dataclass(slots=True)
@@ -159,7 +84,7 @@ class Expired:
     open_reservations: int
 
 
-class InventoryEngine:
+class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
     """Key state, coalescing and assignment of one worker (see the module docstring)."""
 
     def __init__(
@@ -176,18 +101,12 @@ class InventoryEngine:
     ) -> None:
         """``partition_for(key)`` is Kafka's default partitioner over the topic's
         partitions: an input found elsewhere is refused (its state lives elsewhere)."""
-        self.store = store
+        super().__init__(store, debounce_s=debounce_s, max_delay_s=max_delay_s)
         self.stock_topic = stock_topic
         self.safety = safety
-        self.coalescer = Coalescer(debounce_s, max_delay_s)
         self.reservation_ttl_s = reservation_ttl_s
         self.settle_grace_s = settle_grace_s
         self.partition_for = partition_for
-        self.assignment: set[int] = set()
-        self.active: set[int] = set()
-        """Assigned and restored: the only partitions published from or written."""
-        self._since: dict[str, float] = {}
-        self._marked: dict[str, float] = {}
 
     # -- input -----------------------------------------------------------------------
 
@@ -202,7 +121,7 @@ class InventoryEngine:
             if home is None and self.partition_for is not None:
                 home = self.partition_for(key)
             if home is not None and home != inp.partition:
-                out.rejected.append(Rejection(inp, _wrong_partition(inp, home)))
+                out.rejected.append(Rejection(inp, wrong_partition(inp.partition, home)))
                 continue
             fresh = state is None
             if state is None:
@@ -221,16 +140,12 @@ class InventoryEngine:
                 out.commands[inp.item.type] += 1
             if fresh:
                 self.store.hold(key, state, inp.partition)
-            occurred = inp.item.occurredAt.timestamp()
-            since = self._since.get(key)
-            if since is None or occurred < since:
-                self._since[key] = occurred
             touched[key] = inp.partition
-            self._mark(key, state, now)
+            self._note(key, inp.item.occurredAt.timestamp(), state, now)
         for key, partition in touched.items():
             state = self.store.get(key)
             if state is not None:
-                out.writes.append(StateWrite(key, partition, state))
+                out.writes.append(publishing.StateWrite(key, partition, state))
         return out
 
     def _apply_one(self, state: KeyState, inp: Input) -> tuple[Outcome, str]:
@@ -245,103 +160,37 @@ class InventoryEngine:
             )
         return apply_command(state, item, source, inp.offset), "commands"
 
-    # -- publishing ------------------------------------------------------------------
+    # -- what a key publishes ----------------------------------------------------------
 
-    def due(self, now: float, wall: datetime, *, everything: bool = False) -> list[Publication]:
-        """Publications of the keys due at ``now`` (all pending ones with ``everything``)
-        whose ATP differs from their last publication; nothing is recorded yet."""
-        keys = self.coalescer.drain() if everything else self.coalescer.due(now)
-        out: list[Publication] = []
-        for key in keys:
-            since = self._since.pop(key, None)
-            marked = self._marked.pop(key, None)
-            state = self.store.get(key)
-            partition = self.store.partition_of(key)
-            if state is None or partition not in self.active:
-                continue  # revoked meanwhile: the new owner re-marks it
-            safety = self._safety_for(key, state)
-            quantity = atp(state, safety)
-            if not self.coalescer.should_publish(key, quantity, state.last_published_qty):
-                continue
-            location, sku = parse_inventory_key(key, state.location or None)
-            update = build_update(state, location, sku, safety, wall)
-            stockout = quantity == 0 and state.last_published_qty != 0
-            out.append(Publication(key, partition, update, since, stockout, marked))
-        return out
+    def _quantity(self, key: str, state: KeyState) -> int:
+        return atp(state, self._safety_for(key, state))
 
-    def published(self, pubs: Iterable[Publication]) -> list[StateWrite]:
-        """Record acknowledged publications; returns the state writes that keep them."""
-        writes: list[StateWrite] = []
-        for pub in pubs:
-            state = self.store.get(pub.key)
-            if state is None or self.store.partition_of(pub.key) != pub.partition:
-                continue
-            record_publication(state, pub.update)
-            self.coalescer.confirm(pub.key)
-            if pub.partition in self.active:
-                writes.append(StateWrite(pub.key, pub.partition, state))
-        return writes
+    def _last_quantity(self, state: KeyState) -> int | None:
+        return state.last_published_qty
 
-    def unpublished(self, pubs: Iterable[Publication], now: float) -> None:
-        """Sending failed: mark the keys again, so a later flush retries them."""
-        for pub in pubs:
-            state = self.store.get(pub.key)
-            if state is not None and pub.partition in self.active:
-                if pub.since is not None:
-                    self._since.setdefault(pub.key, pub.since)
-                if pub.marked is not None:
-                    self._marked.setdefault(pub.key, pub.marked)
-                self._mark(pub.key, state, now)
+    def _differs(self, key: str, state: KeyState) -> bool:
+        return state.last_published_qty != self._quantity(key, state)
 
-    def next_deadline(self) -> float | None:
-        return self.coalescer.next_deadline()
+    def _publication(
+        self,
+        key: str,
+        state: KeyState,
+        partition: int,
+        wall: datetime,
+        since: float | None,
+        marked: float | None,
+    ) -> Publication | None:
+        safety = self._safety_for(key, state)
+        quantity = atp(state, safety)
+        if not self.coalescer.should_publish(key, quantity, state.last_published_qty):
+            return None
+        location, sku = parse_inventory_key(key, state.location or None)
+        update = build_update(state, location, sku, safety, wall)
+        stockout = quantity == 0 and state.last_published_qty != 0
+        return publishing.Publication(key, partition, update, since, stockout, marked)
 
-    @property
-    def pending(self) -> int:
-        """Keys waiting to be published."""
-        return len(self.coalescer)
-
-    # -- assignment ------------------------------------------------------------------
-
-    def assigned(self, partitions: Collection[int]) -> None:
-        """The new assignment; its partitions are being restored until `recovered`."""
-        gone = self.assignment - set(partitions)
-        if gone:
-            self.revoked(gone)
-        self.assignment = set(partitions)
-        self.active = set()
-
-    def recovered(self, now: float) -> int:
-        """The assignment's tables are restored: publish from them again.
-
-        Marks every key whose ATP differs from its last publication; returns how many.
-        """
-        self.active = set(self.assignment)
-        marked = 0
-        for key, state, _ in self.store.items_in(self.active):
-            if state.last_published_qty != atp(state, self._safety_for(key, state)):
-                self._mark(key, state, now)
-                marked += 1
-        return marked
-
-    def revoked(self, partitions: Collection[int]) -> None:
-        """Partitions taken away: forget their keys, pending changes and states."""
-        gone = set(partitions)
-        keys = [key for key, _, _ in self.store.items_in(gone)]
-        self.coalescer.drop_partition(keys)
-        for key in keys:
-            self._since.pop(key, None)
-            self._marked.pop(key, None)
-        self.store.drop_partitions(gone)
-        self.assignment -= gone
-        self.active -= gone
-
-    def suspend(self) -> None:
-        """A rebalance began: nothing is published or written until `recovered`."""
-        self.active = set()
-
-    def items_active(self) -> Iterator[tuple[str, KeyState, int]]:
-        return self.store.items_in(self.active)
+    def _record(self, state: KeyState, update: InventoryUpdate) -> None:
+        record_publication(state, update)
 
     # -- expiry ----------------------------------------------------------------------
 
@@ -358,7 +207,7 @@ class InventoryEngine:
             codes = expire_reservations(state, now_epoch, self.reservation_ttl_s)
             if codes or _live(state) != before:
                 self.store.hold(key, state, partition)  # changed: keep this very object
-                writes.append(StateWrite(key, partition, state))
+                writes.append(publishing.StateWrite(key, partition, state))
             if codes:
                 orders.extend((key, code) for code in codes)
                 self._mark(key, state, now)
@@ -370,11 +219,6 @@ class InventoryEngine:
     def _safety_for(self, key: str, state: KeyState) -> int:
         location, sku = parse_inventory_key(key, state.location or None)
         return self.safety.for_key(location, sku)
-
-    def _mark(self, key: str, state: KeyState, now: float) -> None:
-        self._marked.setdefault(key, now)
-        quantity = atp(state, self._safety_for(key, state))
-        self.coalescer.mark(key, now, quantity, state.last_published_qty)
 
 
 def _live(state: KeyState) -> tuple[int, int]:
@@ -391,9 +235,10 @@ def _refused(exc: ValueError) -> DecodeError:
     return DecodeError(str(exc), reason="unapplicable")
 
 
-def _wrong_partition(inp: Input, home: int) -> DecodeError:
+def wrong_partition(found: int, home: int) -> DecodeError:
+    """An input on another partition than Kafka's default partitioner gives its key."""
     return DecodeError(
-        f"found on partition {inp.partition}, but Kafka's default partitioner (murmur2) "
+        f"found on partition {found}, but Kafka's default partitioner (murmur2) "
         f"puts this key on partition {home}: produce with the default partitioner "
         "(librdkafka: partitioner=murmur2_random)",
         reason="wrong_partition",

@@ -1,0 +1,259 @@
+"""What every stage publishing absolute, versioned, coalesced records shares: no I/O.
+
+A `Publisher` owns keys' states (through a `StateStore`), the coalescer, when each
+pending change first happened, and which partitions are assigned and restored. The
+inventory engine (`models/engine.py`, one record per location and SKU) and the
+consolidation engine (`models/consolidation.py`, one per SKU) are publishers; each says
+how a state is measured and published, the rest is here, so both keep the same rules
+(DESIGN.md "Debounce and coalesce", "marketplace.inventory"):
+
+1. input changes states in memory and names the keys to write;
+2. `due(now)` returns publications, computed but not recorded;
+3. once the broker acknowledged them, `published(pubs)` records them in the states;
+4. the caller writes every named state to the changelog and waits for those acks,
+   and only then lets the input's offsets be committed.
+
+Partitions are assigned in two steps: `assigned` (Faust is restoring their tables: keys
+may briefly hold older states, so nothing of them is published or written) and
+`recovered` (restored: keys whose state differs from their last publication are marked,
+and the first flush of each key publishes even an unchanged figure, since a crash may
+have lost the state write recording the last publication).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from models.coalescer import Coalescer
+
+S = TypeVar("S")
+U = TypeVar("U")
+
+
+class StateStore(Protocol[S]):
+    """Where key states live (a Faust table in the worker, a dict in tests).
+
+    Only local, synchronous access: the changelog writes are the caller's.
+    """
+
+    def get(self, key: str) -> S | None: ...
+
+    def hold(self, key: str, state: S, partition: int) -> None:
+        """Keep ``state`` for ``key`` (on ``partition``) in memory."""
+
+    def partition_of(self, key: str) -> int | None:
+        """The partition of a key held here, else None."""
+
+    def items_in(self, partitions: Collection[int]) -> Iterator[tuple[str, S, int]]:
+        """(key, state, partition) of every key held on ``partitions``, to read: a state
+        changed through it must be passed to `hold` (a store may decode on the way)."""
+
+    def drop_partitions(self, partitions: Collection[int]) -> None:
+        """Forget the keys of ``partitions`` (revoked: the next owner has them)."""
+
+
+class MemoryStore(Generic[S]):
+    """A `StateStore` over dicts."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, S] = {}
+        self.partitions: dict[str, int] = {}
+
+    def get(self, key: str) -> S | None:
+        return self.states.get(key)
+
+    def hold(self, key: str, state: S, partition: int) -> None:
+        self.states[key] = state
+        self.partitions[key] = partition
+
+    def partition_of(self, key: str) -> int | None:
+        return self.partitions.get(key)
+
+    def items_in(self, partitions: Collection[int]) -> Iterator[tuple[str, S, int]]:
+        for key, partition in list(self.partitions.items()):
+            if partition in partitions:
+                yield key, self.states[key], partition
+
+    def drop_partitions(self, partitions: Collection[int]) -> None:
+        for key in [k for k, p in self.partitions.items() if p in partitions]:
+            del self.partitions[key]
+            del self.states[key]
+
+
+@dataclass(frozen=True, slots=True)
+class Publication(Generic[U]):
+    """A record to send; record it with `Publisher.published` once acknowledged."""
+
+    key: str
+    partition: int
+    update: U
+    since: float | None
+    """Oldest source time (epoch s) among the changes it carries, if known."""
+    stockout: bool
+    marked: float | None = None
+    """When (the publisher's monotonic clock) the key was first marked changed, if known."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite(Generic[S]):
+    """Write ``state`` of ``key`` to changelog ``partition`` (encode it when sending)."""
+
+    key: str
+    partition: int
+    state: S
+
+
+class Publisher(Generic[S, U]):
+    """Key states, coalescing and assignment of one worker's stage (module docstring).
+
+    A subclass says what a state publishes: `_quantity` (the figure whose drop to 0 is a
+    stock-out, published at once), `_last_quantity` (that figure as last published),
+    `_differs` (the state is not what was last published), `_publication` and `_record`.
+    """
+
+    def __init__(self, store: StateStore[S], *, debounce_s: float, max_delay_s: float) -> None:
+        self.store = store
+        self.coalescer = Coalescer(debounce_s, max_delay_s)
+        self.assignment: set[int] = set()
+        self.active: set[int] = set()
+        """Assigned and restored: the only partitions published from or written."""
+        self._since: dict[str, float] = {}
+        self._marked: dict[str, float] = {}
+
+    # -- what a state publishes (the subclass's) ----------------------------------------
+
+    def _quantity(self, key: str, state: S) -> int:
+        raise NotImplementedError
+
+    def _last_quantity(self, state: S) -> int | None:
+        raise NotImplementedError
+
+    def _differs(self, key: str, state: S) -> bool:
+        raise NotImplementedError
+
+    def _publication(
+        self,
+        key: str,
+        state: S,
+        partition: int,
+        wall: datetime,
+        since: float | None,
+        marked: float | None,
+    ) -> Publication[U] | None:
+        """The publication of a due key, or None when it would repeat the last one
+        (never for a key not yet confirmed by this instance)."""
+        raise NotImplementedError
+
+    def _record(self, state: S, update: U) -> None:
+        """Note an acknowledged publication in the key's state."""
+        raise NotImplementedError
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def due(self, now: float, wall: datetime, *, everything: bool = False) -> list[Publication[U]]:
+        """Publications of the keys due at ``now`` (all pending ones with ``everything``);
+        nothing is recorded yet."""
+        keys = self.coalescer.drain() if everything else self.coalescer.due(now)
+        out: list[Publication[U]] = []
+        for key in keys:
+            since = self._since.pop(key, None)
+            marked = self._marked.pop(key, None)
+            state = self.store.get(key)
+            partition = self.store.partition_of(key)
+            if state is None or partition is None or partition not in self.active:
+                continue  # revoked meanwhile: the new owner re-marks it
+            pub = self._publication(key, state, partition, wall, since, marked)
+            if pub is not None:
+                out.append(pub)
+        return out
+
+    def published(self, pubs: Iterable[Publication[U]]) -> list[StateWrite[S]]:
+        """Record acknowledged publications; returns the state writes that keep them."""
+        writes: list[StateWrite[S]] = []
+        for pub in pubs:
+            state = self.store.get(pub.key)
+            if state is None or self.store.partition_of(pub.key) != pub.partition:
+                continue
+            self._record(state, pub.update)
+            self.coalescer.confirm(pub.key)
+            if pub.partition in self.active:
+                writes.append(StateWrite(pub.key, pub.partition, state))
+        return writes
+
+    def unpublished(self, pubs: Iterable[Publication[U]], now: float) -> None:
+        """Sending failed: mark the keys again, so a later flush retries them."""
+        for pub in pubs:
+            state = self.store.get(pub.key)
+            if state is not None and pub.partition in self.active:
+                if pub.since is not None:
+                    self._since.setdefault(pub.key, pub.since)
+                if pub.marked is not None:
+                    self._marked.setdefault(pub.key, pub.marked)
+                self._mark(pub.key, state, now)
+
+    def next_deadline(self) -> float | None:
+        return self.coalescer.next_deadline()
+
+    @property
+    def pending(self) -> int:
+        """Keys waiting to be published."""
+        return len(self.coalescer)
+
+    # -- assignment ----------------------------------------------------------------------
+
+    def assigned(self, partitions: Collection[int]) -> None:
+        """The new assignment; its partitions are being restored until `recovered`."""
+        gone = self.assignment - set(partitions)
+        if gone:
+            self.revoked(gone)
+        self.assignment = set(partitions)
+        self.active = set()
+
+    def recovered(self, now: float) -> int:
+        """The assignment's tables are restored: publish from them again.
+
+        Marks every key whose state differs from its last publication; returns how many.
+        """
+        self.active = set(self.assignment)
+        marked = 0
+        for key, state, _ in self.store.items_in(self.active):
+            if self._differs(key, state):
+                self._mark(key, state, now)
+                marked += 1
+        return marked
+
+    def revoked(self, partitions: Collection[int]) -> None:
+        """Partitions taken away: forget their keys, pending changes and states."""
+        gone = set(partitions)
+        keys = [key for key, _, _ in self.store.items_in(gone)]
+        self.coalescer.drop_partition(keys)
+        for key in keys:
+            self._since.pop(key, None)
+            self._marked.pop(key, None)
+        self.store.drop_partitions(gone)
+        self.assignment -= gone
+        self.active -= gone
+
+    def suspend(self) -> None:
+        """A rebalance began: nothing is published or written until `recovered`."""
+        self.active = set()
+
+    def items_active(self) -> Iterator[tuple[str, S, int]]:
+        return self.store.items_in(self.active)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _note(self, key: str, since: float | None, state: S, now: float) -> None:
+        """A change applied to ``key``: keep its oldest source time and mark it."""
+        if since is not None:
+            held = self._since.get(key)
+            if held is None or since < held:
+                self._since[key] = since
+        self._mark(key, state, now)
+
+    def _mark(self, key: str, state: S, now: float) -> None:
+        self._marked.setdefault(key, now)
+        self.coalescer.mark(key, now, self._quantity(key, state), self._last_quantity(state))
