@@ -277,6 +277,21 @@ def inventory_sync() -> Board:
         "ops",
         [Q(f"sum by (source) ({rate('invsync_duplicates_dropped_total')})", "{{source}}")],
     )
+    b.panel(
+        "Consolidated ATP (INVSYNC_CONSOLIDATED)",
+        "Updates published per second to marketplace.inventory-consolidated (one per SKU "
+        "over all its locations), and the per-location records the consolidation read, by "
+        "outcome: newer (held) or stale (a version already beaten: replays, rebalances).",
+        "ops",
+        [
+            Q(f"sum({rate('invsync_consolidated_updates_published_total')})", "updates"),
+            Q(
+                f"sum by (outcome) ({rate('invsync_consolidated_records_total')})",
+                "records {{outcome}}",
+            ),
+        ],
+        width=24,
+    )
     b.row("Latency")
     b.panel(
         "End-to-end latency",

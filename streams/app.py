@@ -19,12 +19,14 @@ from models.engine import Publication
 from models.events import InventoryCommand
 from models.orders import command_key
 from streams import faustcompat
+from streams.consolidation import ConsolidationAgent, install_consolidation
 from streams.deadletters import DeadLetters
 from streams.inventory import InventoryAgent, install_inventory
 from streams.kafka import faust_credentials
 from streams.metrics import Metrics
 from streams.openapi import install_openapi
 from streams.orders import OrderLanes, install_orders
+from streams.publishing import PublishingAgent
 from streams.push import MarketplacePusher
 from streams.router import update_message
 from streams.settings import Settings
@@ -113,6 +115,7 @@ class Runtime:
     inventory: InventoryAgent
     orders: OrderLanes
     pusher: MarketplacePusher | None
+    consolidation: ConsolidationAgent | None = None
 
 
 def _increff_client(settings: Settings, metrics: Metrics) -> IncreffClient | None:
@@ -266,15 +269,46 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         send_stock_event=send_stock_event,
         reject=dead_letters.reject,
     )
+    consolidation: ConsolidationAgent | None = None
+    if settings.consolidated:
+        by_sku = raw_topic(app, settings.topic_inventory_by_sku)
+        consolidated_topic = settings.topic_inventory_consolidated
+
+        async def send_by_sku(key: bytes, value: bytes) -> Any:
+            return await app.producer.send(
+                by_sku.get_topic_name(), key, value, partition=None, timestamp=None, headers=None
+            )
+
+        async def publish_consolidated(key: bytes, value: bytes) -> Any:
+            return await app.producer.send(
+                consolidated_topic, key, value, partition=None, timestamp=None, headers=None
+            )
+
+        consolidation = install_consolidation(
+            app,
+            settings,
+            inventory=inventory_out,
+            by_sku=by_sku,
+            send_by_sku=send_by_sku,
+            publish=publish_consolidated,
+            dead_letters=dead_letters,
+            metrics=metrics,
+            rebalances=inventory,
+            fatal=fatal,
+        )
     install_openapi(app, settings)
 
     install_views(app, reg, inventory)
 
     async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
-        try:
-            await asyncio.wait_for(inventory.agent.flush(everything=True), 5.0)
-        except Exception:  # shutdown goes on; the next owner re-marks the keys
-            log.warning("could not flush pending updates on shutdown", exc_info=True)
+        stages: list[PublishingAgent[Any, Any]] = [inventory.agent]
+        if consolidation is not None:
+            stages.append(consolidation)
+        for stage in stages:
+            try:
+                await asyncio.wait_for(stage.flush(everything=True), 5.0)
+            except Exception:  # shutdown goes on; the next owner re-marks the keys
+                log.warning("could not flush pending updates on shutdown", exc_info=True)
         for client in (increff, market):
             if client is not None:
                 await client.aclose()
@@ -296,4 +330,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     shutdown: Any = app.on_before_shutdown  # Faust's signal type rejects async handlers
     shutdown.connect(flush_on_shutdown)
 
-    return Runtime(app, settings, reg, metrics, inventory.agent, orders_lanes, pusher)
+    return Runtime(
+        app, settings, reg, metrics, inventory.agent, orders_lanes, pusher, consolidation
+    )

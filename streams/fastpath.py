@@ -75,6 +75,7 @@ def install(
     max_batches: int = 8,
     combine: bool = False,
     fatal: Callable[[BaseException], None],
+    name: str = "inventory",
 ) -> None:
     """Route ``topic``'s records to ``handler(tp, messages)`` in per-partition batches.
 
@@ -84,6 +85,8 @@ def install(
 
     ``fatal(exc)`` is called when the handler raises: the batch is neither acked nor
     committed, and the process must not linger without consuming.
+
+    ``name`` names the placeholder agent (one per installed topic).
 
     Call at import time, before the worker starts.  ``topic`` must be a
     ``faust.Topic`` (acks enabled, its partitions co-partitioned with the tables
@@ -100,7 +103,7 @@ def install(
         async for _ in stream:  # pragma: no cover
             pass
 
-    app.agent(topic, name="inventory-batch-placeholder")(_batch_placeholder)
+    app.agent(topic, name=f"{name}-batch-placeholder")(_batch_placeholder)
     queues: dict[str, Any] = getattr(app, "_batch_queues", None) or {}
     app._batch_queues = queues
     holder: dict[str, Any] = {}

@@ -1,41 +1,44 @@
 """The inventory agent's I/O: decode, run the engine, send, wait for acks, write state.
 
 Every decision is `models.engine.InventoryEngine`'s. This class decodes a batch, hands
-it to the engine, dead-letters what the engine refuses, sends the publications it
-returns, waits for the broker, records them, writes the named states to the changelog
-and waits again — all before the batch's offsets may be committed (the fast path acks
-the batch only when `process` returns). One lock serializes the batch path, the flush
-timer, expiry and rebalances, so a publication is never recorded before it was
-acknowledged and nothing is written to a partition while it is restored or revoked.
+it to the engine, dead-letters what the engine refuses, and flushes as every publishing
+stage does (`streams/publishing.py`: send, wait for the broker, record, write the named
+states and wait again) — all before the batch's offsets may be committed (the fast path
+acks the batch only when `process` returns). One lock serializes the batch path, the
+flush timer, expiry and rebalances.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import faust
 from faust.types import TP
 
-from models.engine import Input, InventoryEngine, Publication, StateWrite
+from models.engine import Input, InventoryEngine, Publication
 from models.errors import DecodeError
-from models.events import InventoryCommand, StockEvent, decode_command, decode_stock_event
+from models.events import (
+    InventoryCommand,
+    InventoryUpdate,
+    StockEvent,
+    decode_command,
+    decode_stock_event,
+)
 from models.inventory import KeyState, SafetyStock
 from streams import fastpath, faustcompat
-from streams.deadletters import DeadLetters, Message
+from streams.deadletters import DeadLetters, Message, Send
 from streams.metrics import Metrics
+from streams.publishing import PublishingAgent
 from streams.settings import Settings
 from streams.state import StateTable, default_partition
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[bytes, bytes], Awaitable[Any]]
-"""Sends a record; returns an awaitable that resolves when the broker acknowledged it."""
 Published = Callable[[Publication], None]
 
 BATCH_MAX = 4000
@@ -43,8 +46,10 @@ BATCH_WITHIN_S = 0.01
 FLUSH_TICK_S = 0.02
 
 
-class InventoryAgent:
+class InventoryAgent(PublishingAgent[KeyState, InventoryUpdate]):
     """Runs the engine against Kafka (via Faust)."""
+
+    engine: InventoryEngine
 
     def __init__(
         self,
@@ -57,14 +62,10 @@ class InventoryAgent:
         on_published: Published | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.engine = engine
-        self.state = state
-        self._publish = publish
+        super().__init__(engine=engine, state=state, publish=publish, clock=clock)
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.on_published = on_published
-        self.clock = clock
-        self.lock = asyncio.Lock()
 
     # -- the batch path ----------------------------------------------------------------
 
@@ -102,27 +103,8 @@ class InventoryAgent:
 
     # -- publishing ----------------------------------------------------------------------
 
-    async def flush(self, *, everything: bool = False) -> int:
-        """Publish what is due (everything pending with ``everything``)."""
-        async with self.lock:
-            return await self._flush([], everything=everything)
-
-    async def _flush(self, writes: list[StateWrite], *, everything: bool = False) -> int:
-        now = self.clock()
-        wall = datetime.now(UTC)
-        pubs = self.engine.due(now, wall, everything=everything)
-        if pubs:
-            acks = [await self._publish(p.key.encode("utf-8"), p.update.encode()) for p in pubs]
-            try:
-                await asyncio.gather(*acks)
-            except BaseException:
-                self.engine.unpublished(pubs, now)
-                raise
-            writes = writes + self.engine.published(pubs)
-            self._observe(pubs, wall, now)
-        await self.state.write(writes)
+    def _flushed(self) -> None:
         self.metrics.keys_dirty.set(self.engine.pending)
-        return len(pubs)
 
     def _observe(self, pubs: list[Publication], wall: datetime, now: float) -> None:
         self.metrics.updates_published.inc(len(pubs))
@@ -139,27 +121,6 @@ class InventoryAgent:
                     self.metrics.stockout_latency.observe(lag)
             if pub.stockout:
                 self.metrics.stockouts.inc()
-
-    def next_deadline(self) -> float | None:
-        return self.engine.next_deadline()
-
-    # -- rebalance -----------------------------------------------------------------------
-
-    async def suspend(self) -> None:
-        """A rebalance began: wait for what is in flight, then publish nothing."""
-        async with self.lock:
-            self.engine.suspend()
-
-    async def assigned(self, partitions: set[int]) -> None:
-        async with self.lock:
-            self.engine.assigned(partitions)
-
-    async def recovered(self) -> int:
-        async with self.lock:
-            marked = self.engine.recovered(self.clock())
-        if marked:
-            log.info("%d keys pending publication after rebalance", marked)
-        return marked
 
     # -- reservation expiry --------------------------------------------------------------
 
@@ -186,7 +147,8 @@ class InventoryAgent:
 
 
 class Rebalances:
-    """Follows Faust's rebalance signals for the agent, and says whether it is ready.
+    """Follows Faust's rebalance signals for the agent (and the stages that `follow`
+    it), and says whether the worker is ready.
 
     A rebalance: revoked (eager: everything) -> assigned (Faust starts restoring the
     tables) -> rebalance complete (restored). Nothing is published or written between
@@ -212,14 +174,21 @@ class Rebalances:
         self.restoring: int | None = None  # the generation being restored
         self.joined: int | None = None
         self.broker_reachable = False
+        self.followers: list[tuple[PublishingAgent[Any, Any], str]] = []
         signals: Any = app  # Faust's signal types do not admit async bound methods
         signals.on_partitions_revoked.connect(self.revoked)
         signals.on_partitions_assigned.connect(self.assigned)
         signals.on_rebalance_complete.connect(self.complete)
 
+    def follow(self, agent: PublishingAgent[Any, Any], topic: str) -> None:
+        """Also suspend, assign (``topic``'s partitions) and recover ``agent``."""
+        self.followers.append((agent, topic))
+
     async def revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         self.restoring = None
         await self.agent.suspend()
+        for follower, _ in self.followers:
+            await follower.suspend()
         if self.on_revoked is not None:
             await self.on_revoked({tp.partition for tp in revoked if tp.topic == self.stock_topic})
 
@@ -227,6 +196,8 @@ class Rebalances:
         now = {tp.partition for tp in assigned if tp.topic == self.stock_topic}
         lost = self.agent.engine.assignment - now
         await self.agent.assigned(now)
+        for follower, topic in self.followers:
+            await follower.assigned({tp.partition for tp in assigned if tp.topic == topic})
         if self.on_lost is not None and lost:
             self.on_lost(lost)
         self.restoring = self.joined = self.app.consumer_generation_id
@@ -236,6 +207,8 @@ class Rebalances:
             return  # a newer rebalance began: its own completion activates it
         self.restoring = None
         await self.agent.recovered()
+        for follower, _ in self.followers:
+            await follower.recovered()
         if self.on_recovered is not None:
             self.on_recovered(self.agent.engine.items_active())
         # Move what exists now (modules, the app, recovered state) out of the cyclic
@@ -246,10 +219,10 @@ class Rebalances:
 
     def restored_reason(self) -> str | None:
         """Why the worker is not ready as far as its tables go, or None."""
-        engine = self.agent.engine
+        engines = [self.agent.engine, *(follower.engine for follower, _ in self.followers)]
         if self.joined is None:
             return "not yet a member of the consumer group (no partitions assigned)"
-        if self.restoring is not None or engine.active != engine.assignment:
+        if self.restoring is not None or any(e.active != e.assignment for e in engines):
             return "rebalancing: tables are being restored"
         return None
 

@@ -76,6 +76,7 @@ HTTP_BUCKETS: tuple[float, ...] = (
 STOCK_EVENT_TYPES = ("DELTA", "SNAPSHOT")
 COMMAND_TYPES = ("RESERVE", "CANCEL", "RELEASE", "ACCEPT")
 DUPLICATE_SOURCES = ("stock", "commands")
+CONSOLIDATION_OUTCOMES = ("newer", "stale")
 DEAD_LETTER_REASONS = ("invalid_json", "schema", "key_mismatch", "unsupported", "other")
 ORDER_EVENT_TYPES = (
     "ORDER_CREATED",
@@ -201,6 +202,21 @@ class Metrics:
         self.keys_pending_push = Gauge(
             "keys_pending_push",
             "Keys published but not yet pushed to the marketplace inventory URL.",
+            namespace=ns,
+            registry=r,
+        )
+        # Consolidated ATP per SKU (INVSYNC_CONSOLIDATED).
+        self.consolidated_records = Counter(
+            "consolidated_records",
+            "Per-location records read by the consolidation, by outcome: newer (held) or "
+            "stale (a version already beaten: replays, a rebalance's late record).",
+            ["outcome"],
+            namespace=ns,
+            registry=r,
+        )
+        self.consolidated_published = Counter(
+            "consolidated_updates_published",
+            "Consolidated (all-location) updates published per SKU.",
             namespace=ns,
             registry=r,
         )
@@ -348,6 +364,7 @@ class Metrics:
         _zero(self.commands, "type", COMMAND_TYPES)
         _zero(self.duplicates, "source", DUPLICATE_SOURCES)
         _zero(self.dead_letters, "reason", DEAD_LETTER_REASONS)
+        _zero(self.consolidated_records, "outcome", CONSOLIDATION_OUTCOMES)
         _zero(self.order_events, "type", ORDER_EVENT_TYPES)
         _zero(self.order_updates, "type", ORDER_UPDATE_TYPES)
         self._lag_series: set[tuple[str, str]] = set()

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024)
     topic_replication: int = Field(1, ge=1, le=16)
     fast_path: bool = True
+    # Also publish each SKU's ATP over all its locations (streams/consolidation.py).
+    consolidated: bool = False
     log_level: str = Field("info", pattern=r"^(?i:debug|info|warning|error)$")
     log_format: str = Field("text", pattern=r"^(?i:text|json)$")  # json: one object a line
 
@@ -135,6 +137,7 @@ class Settings(BaseSettings):
     topic_orders: TopicName = "marketplace.orders"
     topic_shipments: TopicName = "marketplace.shipments"
     topic_inventory: TopicName = "marketplace.inventory"
+    topic_inventory_consolidated: TopicName = "marketplace.inventory-consolidated"
     topic_order_updates: TopicName = "marketplace.order-updates"
     topic_dead_letters: TopicName = "invsync.dead-letters"
 
@@ -241,14 +244,38 @@ class Settings(BaseSettings):
                 "INVSYNC_INCREFF_USERNAME and INVSYNC_INCREFF_PASSWORD are required "
                 "when INVSYNC_INCREFF_BASE_URL is set"
             )
+        consolidated = self.topic_inventory_consolidated
+        if consolidated in self._topics_besides_consolidated():
+            problems.append(
+                f"INVSYNC_TOPIC_INVENTORY_CONSOLIDATED ({consolidated!r}) must be a topic of "
+                "its own: another setting names it too"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _topics_besides_consolidated(self) -> set[str]:
+        return {
+            self.topic_stock_events,
+            self.topic_orders,
+            self.topic_shipments,
+            self.topic_inventory,
+            self.topic_order_updates,
+            self.topic_dead_letters,
+            self.topic_commands,
+            self.topic_inventory_by_sku,
+        }
 
     @property
     def topic_commands(self) -> str:
         """Internal topic of reserve/release commands, co-partitioned with stock events."""
         return f"{self.app_id}-inventory-commands"
+
+    @property
+    def topic_inventory_by_sku(self) -> str:
+        """Internal topic of `marketplace.inventory`'s records keyed by channelSkuCode
+        (with `INVSYNC_CONSOLIDATED`)."""
+        return f"{self.app_id}-inventory-by-sku"
 
 
 def _env_name(field: str) -> str:

@@ -46,13 +46,19 @@ DECODED_KEYS = 20_000
 """Decoded states kept beyond the pinned ones: the hot keys of a Zipf-like load."""
 
 
-class _KeyStateCodec(codecs.Codec):
+class _StateCodec(codecs.Codec):
+    """A state class's own `to_bytes()` / `from_bytes()`."""
+
+    def __init__(self, state_class: Any) -> None:
+        super().__init__()
+        self.state_class = state_class
+
     def _dumps(self, s: Any) -> bytes:
         data: bytes = s.to_bytes()
         return data
 
     def _loads(self, s: bytes) -> Any:
-        return KeyState.from_bytes(s)
+        return self.state_class.from_bytes(s)
 
 
 class _Utf8Codec(codecs.Codec):
@@ -63,7 +69,13 @@ class _Utf8Codec(codecs.Codec):
         return s.decode("utf-8")
 
 
-codecs.register(STATE_CODEC, _KeyStateCodec())
+def register_state_codec(name: str, state_class: Any) -> None:
+    """Name a codec for a state class with `to_bytes()` and `from_bytes()` (a
+    `StateTable`'s ``value_codec``; the table then holds decoded states)."""
+    codecs.register(name, _StateCodec(state_class))
+
+
+register_state_codec(STATE_CODEC, KeyState)
 codecs.register(KEY_CODEC, _Utf8Codec())
 
 
@@ -82,7 +94,8 @@ def default_partition(key: str, partitions: int) -> int:
 class StateTable:
     """A thin front over a Faust table that knows each key's partition.
 
-    Values are `KeyState` by default; `value_codec="json"` holds plain JSON values.
+    Values are `KeyState` by default (held packed); `value_codec="json"` holds plain JSON
+    values, a codec of `register_state_codec` decoded states.
     """
 
     def __init__(

@@ -37,6 +37,8 @@ class TopicSpec:
 
 TABLES = ("inventory-state", "pushed-versions", "orders-retry", "shipments", "callback-results")
 """The worker's Faust tables; each has a compacted `{app id}-{table}-changelog` topic."""
+CONSOLIDATION_TABLE = "consolidated-state"
+"""The consolidation stage's table (with `INVSYNC_CONSOLIDATED`)."""
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -48,9 +50,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     worker could hang before it was ever ready.
     """
     n = settings.topic_partitions
-    changelogs = [TopicSpec(f"{settings.app_id}-{t}-changelog", n, COMPACTED) for t in TABLES]
+    tables = [*TABLES, CONSOLIDATION_TABLE] if settings.consolidated else TABLES
+    changelogs = [TopicSpec(f"{settings.app_id}-{t}-changelog", n, COMPACTED) for t in tables]
+    consolidation = (
+        [
+            # Not compacted: it carries every location's records under the SKU's key.
+            TopicSpec(settings.topic_inventory_by_sku, n),
+            TopicSpec(settings.topic_inventory_consolidated, n, COMPACTED),
+        ]
+        if settings.consolidated
+        else []
+    )
     return [
         *changelogs,
+        *consolidation,
         TopicSpec(settings.topic_stock_events, n),
         TopicSpec(settings.topic_commands, n),
         TopicSpec(settings.topic_orders, n),

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.metrics import (
     COMMAND_TYPES,
+    CONSOLIDATION_OUTCOMES,
     DEAD_LETTER_REASONS,
     DUPLICATE_SOURCES,
     STOCK_EVENT_TYPES,
@@ -48,6 +49,8 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "reservations_expired": ("invsync_reservations_expired", "counter", ()),
     "keys_dirty": ("invsync_keys_pending_publish", "gauge", ()),
     "keys_pending_push": ("invsync_keys_pending_push", "gauge", ()),
+    "consolidated_records": ("invsync_consolidated_records", "counter", ("outcome",)),
+    "consolidated_published": ("invsync_consolidated_updates_published", "counter", ()),
     "increff_requests": ("invsync_increff_requests", "counter", ("endpoint", "status")),
     "increff_latency": ("invsync_increff_request_duration_seconds", "histogram", ("endpoint",)),
     "increff_retries": ("invsync_increff_retries", "counter", ("endpoint",)),
@@ -84,6 +87,8 @@ def exercise(m: Metrics) -> None:
     m.reservations_expired.inc()
     m.keys_dirty.set(5)
     m.keys_pending_push.set(2)
+    m.consolidated_records.labels(outcome="stale").inc()
+    m.consolidated_published.inc()
     m.increff_requests.labels(endpoint="create_order", status="200").inc()
     m.increff_latency.labels(endpoint="create_order").observe(0.05)
     m.increff_retries.labels(endpoint="create_order").inc()
@@ -222,6 +227,7 @@ def test_enumerated_labels_start_at_zero(registry: CollectorRegistry) -> None:
         ("invsync_inventory_commands_total", "type", COMMAND_TYPES),
         ("invsync_duplicates_dropped_total", "source", DUPLICATE_SOURCES),
         ("invsync_dead_letters_total", "reason", DEAD_LETTER_REASONS),
+        ("invsync_consolidated_records_total", "outcome", CONSOLIDATION_OUTCOMES),
     ):
         for value in values:
             assert sample_value(registry, name, {label: value}) == 0, (name, value)

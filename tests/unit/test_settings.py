@@ -30,6 +30,9 @@ def test_defaults_match_the_design() -> None:
     assert s.topic_inventory == "marketplace.inventory"
     assert s.topic_shipments == "marketplace.shipments"
     assert s.topic_dead_letters == "invsync.dead-letters"
+    assert s.consolidated is False
+    assert s.topic_inventory_consolidated == "marketplace.inventory-consolidated"
+    assert s.topic_inventory_by_sku == "invsync-inventory-by-sku"
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,6 +56,8 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("INVSYNC_CALLBACK_HEADERS", "not json", "INVSYNC_CALLBACK_HEADERS"),
         ("INVSYNC_TOPIC_INVENTORY", "bad topic!", "INVSYNC_TOPIC_INVENTORY"),
         ("INVSYNC_MAX_DELAY_MS", "10", "INVSYNC_MAX_DELAY_MS"),
+        ("INVSYNC_CONSOLIDATED", "maybe", "INVSYNC_CONSOLIDATED"),
+        ("INVSYNC_TOPIC_INVENTORY_CONSOLIDATED", "a b", "INVSYNC_TOPIC_INVENTORY_CONSOLIDATED"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -115,6 +120,24 @@ def test_every_bad_variable_is_named_at_once(monkeypatch: pytest.MonkeyPatch) ->
     ):
         assert var in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "other", ["INVSYNC_TOPIC_INVENTORY", "INVSYNC_TOPIC_STOCK_EVENTS", "INVSYNC_TOPIC_DEAD_LETTERS"]
+)
+def test_the_consolidated_topic_is_a_topic_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, other: str
+) -> None:
+    monkeypatch.setenv("INVSYNC_CONSOLIDATED", "true")
+    monkeypatch.setenv(other, "shared.topic")
+    monkeypatch.setenv("INVSYNC_TOPIC_INVENTORY_CONSOLIDATED", "shared.topic")
+    with pytest.raises(SettingsError, match="INVSYNC_TOPIC_INVENTORY_CONSOLIDATED"):
+        load_settings()
+    monkeypatch.setenv("INVSYNC_TOPIC_INVENTORY_CONSOLIDATED", "invsync-inventory-by-sku")
+    with pytest.raises(SettingsError, match="a topic of its own"):
+        load_settings()  # the internal by-SKU topic of app id `invsync`
+    monkeypatch.setenv("INVSYNC_TOPIC_INVENTORY_CONSOLIDATED", "sku.inventory")
+    assert load_settings().consolidated is True
 
 
 def test_cross_field_rules_are_listed_together(monkeypatch: pytest.MonkeyPatch) -> None:
