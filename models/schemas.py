@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from models.consolidation import ConsolidatedUpdate
 from models.events import DeadLetter, InventoryCommand, InventoryUpdate, OrderEvent, StockEvent
 from models.messages import ORDER_EVENT_PAYLOADS, ORDER_UPDATE_PAYLOADS, OrderUpdate, Shipment
 
@@ -87,6 +88,18 @@ TOPICS: tuple[TopicContract, ...] = (
         "never the last offset; read from the start to get every key.",
     ),
     TopicContract(
+        name="marketplace.inventory-consolidated",
+        setting="INVSYNC_TOPIC_INVENTORY_CONSOLIDATED",
+        direction="output",
+        key="channelSkuCode (UTF-8), e.g. SKU-42",
+        model=ConsolidatedUpdate,
+        compacted=True,
+        summary="With INVSYNC_CONSOLIDATED=true: absolute, versioned available-to-promise "
+        "per SKU over all its locations: quantity = the sum of locations, each the quantity "
+        "of that key's newest marketplace.inventory record. Coalesced, versioned and read "
+        "like marketplace.inventory: keep the highest version per key.",
+    ),
+    TopicContract(
         name="marketplace.order-updates",
         setting="INVSYNC_TOPIC_ORDER_UPDATES",
         direction="output",
@@ -112,6 +125,16 @@ TOPICS: tuple[TopicContract, ...] = (
         model=InventoryCommand,
         summary="Internal: reservation commands derived from order events and callbacks, "
         "co-partitioned with warehouse.stock-events. Read-only for integrators.",
+    ),
+    TopicContract(
+        name="{app id}-inventory-by-sku",
+        setting="INVSYNC_APP_ID (prefix)",
+        direction="internal",
+        key="channelSkuCode (UTF-8)",
+        model=InventoryUpdate,
+        summary="Internal (INVSYNC_CONSOLIDATED=true): marketplace.inventory's records, "
+        "unchanged, keyed by channelSkuCode for the consolidation. Not compacted (a SKU's "
+        "key carries every location's records). Read-only for integrators.",
     ),
 )
 

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from connectors.errors import IncreffError
 from invsync import contractdocs
 from models.atp import plan_inventory
+from models.consolidation import Held, SkuState, build_consolidated
 from models.events import DeadLetter, InventoryUpdate, OrderEvent, StockEvent
 from models.messages import ORDER_EVENT_PAYLOADS, Shipment
 from models.openapi import CALLBACKS, openapi_document
@@ -88,7 +89,7 @@ def test_a_stale_or_missing_document_is_reported(tmp_path: Path) -> None:
 def test_every_schema_is_valid_json_schema_2020_12() -> None:
     schemas = topic_schemas()
     assert set(schemas) == {t.file for t in TOPICS}
-    assert len(schemas) == 7
+    assert len(schemas) == 9
     for schema in schemas.values():
         jsonschema.Draft202012Validator.check_schema(schema)
 
@@ -208,6 +209,12 @@ def test_inventory_update_and_dead_letter_schemas_accept_what_the_worker_writes(
     )
     valid("marketplace.inventory.json", orjson.loads(update.encode()))
     assert errors(committed("marketplace.inventory.json"), {**update.model_dump(), "version": -1})
+    valid("inventory-by-sku.json", orjson.loads(update.encode()))
+    state = SkuState({"WH1": Held(4, 7, NOW.timestamp()), "W:H": Held(0, 9, NOW.timestamp())})
+    consolidated = build_consolidated("SKU1", state, NOW)
+    valid("marketplace.inventory-consolidated.json", orjson.loads(consolidated.encode()))
+    wrong = {**orjson.loads(consolidated.encode()), "locations": {"WH1": -1}}
+    assert errors(committed("marketplace.inventory-consolidated.json"), wrong)
     letter = DeadLetter.from_raw(
         source_topic="warehouse.stock-events",
         partition=1,
