@@ -42,16 +42,17 @@ class Workload:
         return {k.decode() for kind, k, _ in self.records if kind == "stock"}
 
 
-def workload(seed: int, events: int, keys: int = 120) -> Workload:
+def workload(seed: int, events: int, keys: int = 120, skus: int | None = None) -> Workload:
     """Deltas, snapshots, orders, customer cancellations and picks, seeded.
 
     One location code holds a ':' (DESIGN.md keys are `LOC:SKU`; a location may contain it).
+    Each SKU is at one location, or with ``skus`` (40 for 120 keys) at all three.
     """
     rng = random.Random(seed)
     # Recent times: reservations must not reach their 24 h expiry during the run.
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     locations = ["WH0", "WH1", "W:H"]
-    all_keys = [(locations[i % 3], f"SKU-{i}") for i in range(keys)]
+    all_keys = [(locations[i % 3], f"SKU-{i % (skus or keys)}") for i in range(keys)]
     orders: list[tuple[str, str, list[tuple[str, int]]]] = []  # (code, location, lines)
     out = Workload()
     for n in range(events):
@@ -221,18 +222,49 @@ def input_topics(env: dict[str, str]) -> list[str]:
     ]
 
 
+@dataclass
+class Settled:
+    """What a run ended with: the newest quantity per key and, with INVSYNC_CONSOLIDATED,
+    the newest consolidated record's locations per SKU beside the per-location topic's
+    newest quantities grouped by SKU (what they must equal)."""
+
+    quantities: dict[str, int]
+    consolidated: dict[str, dict[str, int]] | None = None
+    by_sku: dict[str, dict[str, int]] | None = None
+    totals: dict[str, int] = field(default_factory=dict)
+    """The consolidated records' `quantity` per SKU."""
+
+
 async def settled_output(
     bootstrap: str, env: dict[str, str], workers: list[WorkerProcess]
-) -> dict[str, int]:
-    """The newest published quantity per key once the group committed everything."""
-    lag = await wait_committed(bootstrap, env["INVSYNC_APP_ID"], input_topics(env))
+) -> Settled:
+    """The newest published quantity per key once the group committed everything (and,
+    with INVSYNC_CONSOLIDATED, the consolidation consumed it all)."""
+    group = env["INVSYNC_APP_ID"]
+    lag = await wait_committed(bootstrap, group, input_topics(env))
     logs = "\n".join(w.log_tail(25) for w in workers)
     assert not any(lag.values()), f"committed offsets did not reach the end: {lag}\n{logs}"
     out = await read_all(bootstrap, env["INVSYNC_TOPIC_INVENTORY"], quiet_s=3.0, timeout=60.0)
-    return {k: v["quantity"] for k, v in latest_by_key(out).items()}
+    newest = latest_by_key(out)
+    settled = Settled({k: v["quantity"] for k, v in newest.items()})
+    if env.get("INVSYNC_CONSOLIDATED") != "true":
+        return settled
+    stages = [env["INVSYNC_TOPIC_INVENTORY"], f"{group}-inventory-by-sku"]
+    lag = await wait_committed(bootstrap, group, stages)
+    assert not any(lag.values()), f"the consolidation did not consume everything: {lag}\n{logs}"
+    records = await read_all(
+        bootstrap, env["INVSYNC_TOPIC_INVENTORY_CONSOLIDATED"], quiet_s=3.0, timeout=60.0
+    )
+    consolidated = latest_by_key(records)
+    settled.consolidated = {sku: v["locations"] for sku, v in consolidated.items()}
+    settled.totals = {sku: v["quantity"] for sku, v in consolidated.items()}
+    settled.by_sku = {}
+    for v in newest.values():
+        settled.by_sku.setdefault(v["channelSkuCode"], {})[v["locationCode"]] = v["quantity"]
+    return settled
 
 
-async def clean_pass(bootstrap: str, env: dict[str, str], tmp: Path) -> dict[str, int]:
+async def clean_pass(bootstrap: str, env: dict[str, str], tmp: Path) -> Settled:
     """One clean pass: a fresh worker (new group, new output) over the same input topics."""
     tag = uuid.uuid4().hex[:6]
     clean_env = isolated_env(
@@ -249,6 +281,7 @@ async def clean_pass(bootstrap: str, env: dict[str, str], tmp: Path) -> dict[str
         INVSYNC_TOPIC_INVENTORY=f"clean-inventory-{tag}",
         INVSYNC_TOPIC_DEAD_LETTERS=f"clean-dead-{tag}",
         INVSYNC_TOPIC_ORDER_UPDATES=f"clean-updates-{tag}",
+        INVSYNC_TOPIC_INVENTORY_CONSOLIDATED=f"clean-consolidated-{tag}",
         INVSYNC_FAST_PATH="true",
     )
     worker = WorkerProcess(clean_env, tmp / f"clean-{tag}.log")
@@ -259,9 +292,35 @@ async def clean_pass(bootstrap: str, env: dict[str, str], tmp: Path) -> dict[str
         worker.stop()
 
 
-def judge(got: dict[str, int], want: dict[str, int], logs: Callable[[], str]) -> None:
-    """Every key's newest version carries the quantity of one clean pass."""
+def judge(got: Settled, want: Settled, logs: Callable[[], str]) -> None:
+    """Every key's newest version carries the quantity of one clean pass; with
+    INVSYNC_CONSOLIDATED, every SKU's newest consolidated record holds the newest
+    quantity of each of its locations in the same run, their sum, and the clean pass's."""
     wrong = {
-        k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)
+        k: (got.quantities.get(k), want.quantities.get(k))
+        for k in set(got.quantities) | set(want.quantities)
+        if got.quantities.get(k) != want.quantities.get(k)
     }
+    if got.consolidated is not None:  # its own exactness first: it follows the run
+        assert got.by_sku is not None
+        _same_skus(got.consolidated, got.by_sku, "the run's per-location topic", logs)
+        sums = {s: sum(q.values()) for s, q in got.consolidated.items()}
+        assert got.totals == sums, "a consolidated quantity is not the sum of its locations"
     assert not wrong, f"{len(wrong)} keys differ (faulty run, clean pass): {wrong}\n{logs()}"
+    if got.consolidated is not None:
+        assert want.consolidated is not None
+        _same_skus(got.consolidated, want.consolidated, "the clean pass", logs)
+
+
+def _same_skus(
+    got: dict[str, dict[str, int]],
+    other: dict[str, dict[str, int]],
+    name: str,
+    logs: Callable[[], str],
+) -> None:
+    wrong = {
+        s: (got.get(s), other.get(s)) for s in set(got) | set(other) if got.get(s) != other.get(s)
+    }
+    assert not wrong, (
+        f"{len(wrong)} SKUs' consolidated records differ from {name}: {wrong}\n{logs()}"
+    )

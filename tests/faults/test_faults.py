@@ -42,6 +42,15 @@ async def start(worker: WorkerProcess, *, ready: bool = True) -> None:
     await asyncio.get_running_loop().run_in_executor(None, lambda: worker.start(ready=ready))
 
 
+def consolidated(env: dict[str, str]) -> dict[str, str]:
+    """INVSYNC_CONSOLIDATED on, its topic named for the test: the judge checks it too."""
+    return {
+        **env,
+        "INVSYNC_CONSOLIDATED": "true",
+        "INVSYNC_TOPIC_INVENTORY_CONSOLIDATED": f"consolidated-{env['INVSYNC_APP_ID']}",
+    }
+
+
 def logs(*workers: WorkerProcess) -> str:
     return "\n---\n".join(w.log_tail(30) for w in workers)
 
@@ -73,8 +82,12 @@ async def test_sigkill_at_random_moments_twice_within_seconds(
     kafka_bootstrap: str, tmp_path: Path, fast_path: str
 ) -> None:
     env = isolated_env(kafka_bootstrap, tmp_path / "data", INVSYNC_FAST_PATH=fast_path, **WINDOWS)
+    consolidate = fast_path == "true"  # the consolidated topic judged too (SKUs at 3 locations)
+    env = consolidated(env) if consolidate else env
     rng = random.Random(SEED)
-    feeder = Feeder(kafka_bootstrap, env, workload(SEED, EVENTS), RATE)
+    feeder = Feeder(
+        kafka_bootstrap, env, workload(SEED, EVENTS, skus=40 if consolidate else None), RATE
+    )
     worker = WorkerProcess(env, tmp_path / "worker.log")
     await start(worker)
     try:
@@ -94,15 +107,18 @@ async def test_sigkill_at_random_moments_twice_within_seconds(
     judge(got, await clean_pass(kafka_bootstrap, env, tmp_path), lambda: logs(worker))
 
 
-@pytest.mark.parametrize("fast_path", ["true", "false"])
+@pytest.mark.parametrize(("fast_path", "consolidate"), [("true", True), ("false", False)])
 async def test_a_second_worker_joins_dies_rejoins_and_leaves_under_load(
-    kafka_bootstrap: str, tmp_path: Path, fast_path: str
+    kafka_bootstrap: str, tmp_path: Path, fast_path: str, consolidate: bool
 ) -> None:
     """Partitions move to a new owner, back to a former owner after a SIGKILL, to the
-    rejoined worker, and back again when it leaves — while events flow."""
+    rejoined worker, and back again when it leaves — while events flow. On the fast path
+    with the consolidated topic too (each SKU at three locations)."""
     env = isolated_env(kafka_bootstrap, tmp_path / "a", INVSYNC_FAST_PATH=fast_path, **WINDOWS)
+    env = consolidated(env) if consolidate else env
     env_b = {**env, "INVSYNC_WEB_PORT": str(free_port()), "INVSYNC_DATA_DIR": str(tmp_path / "b")}
-    feeder = Feeder(kafka_bootstrap, env, workload(SEED + 100, EVENTS), RATE)
+    skus = 40 if consolidate else None
+    feeder = Feeder(kafka_bootstrap, env, workload(SEED + 100, EVENTS, skus=skus), RATE)
     a = WorkerProcess(env, tmp_path / "a.log")
     b = WorkerProcess(env_b, tmp_path / "b.log")
     await start(a)
