@@ -23,7 +23,6 @@ import orjson
 from pydantic import AwareDatetime
 
 from models import publishing
-from models.engine import wrong_partition
 from models.errors import DecodeError
 from models.events import (
     Code,
@@ -179,9 +178,9 @@ class ConsolidationEngine(publishing.Publisher[SkuState, ConsolidatedUpdate]):
         max_delay_s: float,
         partition_for: Callable[[str], int] | None = None,
     ) -> None:
-        """``partition_for(sku)``: Kafka's default partitioner over the topic's partitions."""
-        super().__init__(store, debounce_s=debounce_s, max_delay_s=max_delay_s)
-        self.partition_for = partition_for
+        super().__init__(
+            store, debounce_s=debounce_s, max_delay_s=max_delay_s, partition_for=partition_for
+        )
 
     def apply(self, batch: Sequence[LocationRecord], now: float) -> Consolidated:
         """Hold each record newer than its location's; a SKU whose figures changed is
@@ -191,11 +190,9 @@ class ConsolidationEngine(publishing.Publisher[SkuState, ConsolidatedUpdate]):
         for record in batch:
             sku = record.update.channelSkuCode
             state = self.store.get(sku)
-            home = self.store.partition_of(sku) if state is not None else None
-            if home is None and self.partition_for is not None:
-                home = self.partition_for(sku)
-            if home is not None and home != record.partition:
-                out.rejected.append((record, wrong_partition(record.partition, home)))
+            misplaced = self.misplaced(sku, state is not None, record.partition)
+            if misplaced is not None:
+                out.rejected.append((record, misplaced))
                 continue
             if state is None:
                 state = SkuState()

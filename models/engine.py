@@ -99,14 +99,13 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
         settle_grace_s: float = 0.0,
         partition_for: Callable[[str], int] | None = None,
     ) -> None:
-        """``partition_for(key)`` is Kafka's default partitioner over the topic's
-        partitions: an input found elsewhere is refused (its state lives elsewhere)."""
-        super().__init__(store, debounce_s=debounce_s, max_delay_s=max_delay_s)
+        super().__init__(
+            store, debounce_s=debounce_s, max_delay_s=max_delay_s, partition_for=partition_for
+        )
         self.stock_topic = stock_topic
         self.safety = safety
         self.reservation_ttl_s = reservation_ttl_s
         self.settle_grace_s = settle_grace_s
-        self.partition_for = partition_for
 
     # -- input -----------------------------------------------------------------------
 
@@ -117,11 +116,9 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
         for inp in batch:
             key = inp.item.key
             state = self.store.get(key)
-            home = self.store.partition_of(key) if state is not None else None
-            if home is None and self.partition_for is not None:
-                home = self.partition_for(key)
-            if home is not None and home != inp.partition:
-                out.rejected.append(Rejection(inp, wrong_partition(inp.partition, home)))
+            misplaced = self.misplaced(key, state is not None, inp.partition)
+            if misplaced is not None:
+                out.rejected.append(Rejection(inp, misplaced))
                 continue
             fresh = state is None
             if state is None:
@@ -233,13 +230,3 @@ def _refused(exc: ValueError) -> DecodeError:
     if isinstance(exc, OverflowError) or "range" in str(exc):
         return DecodeError(str(exc), reason="out_of_range")
     return DecodeError(str(exc), reason="unapplicable")
-
-
-def wrong_partition(found: int, home: int) -> DecodeError:
-    """An input on another partition than Kafka's default partitioner gives its key."""
-    return DecodeError(
-        f"found on partition {found}, but Kafka's default partitioner (murmur2) "
-        f"puts this key on partition {home}: produce with the default partitioner "
-        "(librdkafka: partitioner=murmur2_random)",
-        reason="wrong_partition",
-    )

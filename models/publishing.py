@@ -22,12 +22,13 @@ have lost the state write recording the last publication).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from models.coalescer import Coalescer
+from models.errors import DecodeError
 
 S = TypeVar("S")
 U = TypeVar("U")
@@ -114,8 +115,18 @@ class Publisher(Generic[S, U]):
     `_differs` (the state is not what was last published), `_publication` and `_record`.
     """
 
-    def __init__(self, store: StateStore[S], *, debounce_s: float, max_delay_s: float) -> None:
+    def __init__(
+        self,
+        store: StateStore[S],
+        *,
+        debounce_s: float,
+        max_delay_s: float,
+        partition_for: Callable[[str], int] | None = None,
+    ) -> None:
+        """``partition_for(key)`` is Kafka's default partitioner over the input topic's
+        partitions: an input found elsewhere is refused (its state lives elsewhere)."""
         self.store = store
+        self.partition_for = partition_for
         self.coalescer = Coalescer(debounce_s, max_delay_s)
         self.assignment: set[int] = set()
         self.active: set[int] = set()
@@ -246,6 +257,16 @@ class Publisher(Generic[S, U]):
 
     # -- helpers -------------------------------------------------------------------------
 
+    def misplaced(self, key: str, held: bool, partition: int) -> DecodeError | None:
+        """Why an input of ``key`` found on ``partition`` cannot apply here (its state
+        lives on the partition it is ``held`` on, else on its default partition), or None."""
+        home = self.store.partition_of(key) if held else None
+        if home is None and self.partition_for is not None:
+            home = self.partition_for(key)
+        if home is not None and home != partition:
+            return wrong_partition(partition, home)
+        return None
+
     def _note(self, key: str, since: float | None, state: S, now: float) -> None:
         """A change applied to ``key``: keep its oldest source time and mark it."""
         if since is not None:
@@ -257,3 +278,13 @@ class Publisher(Generic[S, U]):
     def _mark(self, key: str, state: S, now: float) -> None:
         self._marked.setdefault(key, now)
         self.coalescer.mark(key, now, self._quantity(key, state), self._last_quantity(state))
+
+
+def wrong_partition(found: int, home: int) -> DecodeError:
+    """An input on another partition than Kafka's default partitioner gives its key."""
+    return DecodeError(
+        f"found on partition {found}, but Kafka's default partitioner (murmur2) "
+        f"puts this key on partition {home}: produce with the default partitioner "
+        "(librdkafka: partitioner=murmur2_random)",
+        reason="wrong_partition",
+    )

@@ -20,7 +20,7 @@ from models.events import InventoryCommand
 from models.orders import command_key
 from streams import faustcompat
 from streams.consolidation import ConsolidationAgent, install_consolidation
-from streams.deadletters import DeadLetters
+from streams.deadletters import DeadLetters, Send
 from streams.inventory import InventoryAgent, install_inventory
 from streams.kafka import faust_credentials
 from streams.metrics import Metrics
@@ -104,6 +104,23 @@ def raw_topic(app: faust.App, *names: str, **kwargs: Any) -> faust.TopicT:
     )
 
 
+def producer_send(app: faust.App, topic: str) -> Send:
+    """Records to ``topic`` straight through the app's producer, keyed by Kafka's default
+    partitioner; each send returns a future resolved once the broker acknowledged it.
+
+    Not `Topic.send`: Faust's per-record channel path (FutureMessage, callbacks, sensors)
+    cost more than the rule itself in the live profile. Still covered by Faust's producer
+    flush before each commit.
+    """
+
+    async def send(key: bytes, value: bytes) -> Any:
+        return await app.producer.send(
+            topic, key, value, partition=None, timestamp=None, headers=None
+        )
+
+    return send
+
+
 @dataclass
 class Runtime:
     """What tests and the demo may need to reach inside a built app."""
@@ -179,16 +196,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     dead_letter_topic = raw_topic(app, settings.topic_dead_letters)
     order_updates = raw_topic(app, settings.topic_order_updates)
 
-    inventory_topic = inventory_out.get_topic_name()
-
-    async def publish(key: bytes, value: bytes) -> Any:
-        # Straight to the app's producer, not `Topic.send`: Faust's per-record channel
-        # path (FutureMessage, callbacks, sensors) cost more than the rule itself in the
-        # live profile. Still covered by Faust's producer flush before each commit; the
-        # returned future resolves when the broker acknowledged the record.
-        return await app.producer.send(
-            inventory_topic, key, value, partition=None, timestamp=None, headers=None
-        )
+    publish = producer_send(app, inventory_out.get_topic_name())
 
     async def send_dead_letter(key: bytes, value: bytes) -> Any:
         return await dead_letter_topic.send(key=key, value=value)
@@ -272,25 +280,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     consolidation: ConsolidationAgent | None = None
     if settings.consolidated:
         by_sku = raw_topic(app, settings.topic_inventory_by_sku)
-        consolidated_topic = settings.topic_inventory_consolidated
-
-        async def send_by_sku(key: bytes, value: bytes) -> Any:
-            return await app.producer.send(
-                by_sku.get_topic_name(), key, value, partition=None, timestamp=None, headers=None
-            )
-
-        async def publish_consolidated(key: bytes, value: bytes) -> Any:
-            return await app.producer.send(
-                consolidated_topic, key, value, partition=None, timestamp=None, headers=None
-            )
-
         consolidation = install_consolidation(
             app,
             settings,
             inventory=inventory_out,
             by_sku=by_sku,
-            send_by_sku=send_by_sku,
-            publish=publish_consolidated,
+            send_by_sku=producer_send(app, settings.topic_inventory_by_sku),
+            publish=producer_send(app, settings.topic_inventory_consolidated),
             dead_letters=dead_letters,
             metrics=metrics,
             rebalances=inventory,
