@@ -235,8 +235,10 @@ class CallbackHandler:
             MANIFESTS: self._manifest,
             HANDOVER: self._handover,
             SELLER_CANCEL: self._seller_cancel,
-            INVENTORY: self._inventory,
-            CONSOLIDATED_INVENTORY: self._consolidated_inventory,
+            INVENTORY: functools.partial(self._atp_push, plan=plan_inventory, kind="atp"),
+            CONSOLIDATED_INVENTORY: functools.partial(
+                self._atp_push, plan=plan_consolidated_inventory, kind="atp-consolidated"
+            ),
             RETURNS_ACKNOWLEDGE: self._return_ack,
         }
 
@@ -405,17 +407,11 @@ class CallbackHandler:
         await self._once(plan)
         return CallbackResponse(plan.status, plan.body)
 
-    async def _inventory(self, request: CallbackRequest) -> CallbackResponse:
-        return await self._atp_push(request, plan_inventory, "atp")
-
-    async def _consolidated_inventory(self, request: CallbackRequest) -> CallbackResponse:
-        return await self._atp_push(request, plan_consolidated_inventory, "atp-consolidated")
-
     async def _atp_push(
-        self, request: CallbackRequest, plan: AtpPlan, kind: str
+        self, request: CallbackRequest, *, plan: AtpPlan, kind: str
     ) -> CallbackResponse:
-        """A retry (same bytes within the window) gets the remembered answer; see
-        `models.atp._snapshots` for why a later identical push applies again."""
+        """Both ATP pushes. A retry (same bytes within the window) gets the remembered
+        answer; see `models.atp._snapshots` for why a later identical push applies again."""
         key = atp_key(request.body, kind)
         async with self._locks.hold(key):
             prior = await self._ports.recall(key)

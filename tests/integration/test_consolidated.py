@@ -186,6 +186,17 @@ async def test_a_stock_out_is_published_at_once_other_changes_wait(
         assert len(after) == 2, after  # the total of 1 waited, then the stock-out replaced it
         assert (after[1]["quantity"], after[1]["locations"]) == (0, {"WH1": 0, "WH2": 0})
         assert took < debounce / 2, f"stock-out published after {took:.1f}s"
+        # What the re-key stage cannot read is dead-lettered, never dropped.
+        await produce(kafka_bootstrap, env["INVSYNC_TOPIC_INVENTORY"], [(b"WH1:S", b"{oops")])
+        letters = await read_all(
+            kafka_bootstrap,
+            env["INVSYNC_TOPIC_DEAD_LETTERS"],
+            until=lambda r: len(r) >= 1,
+            quiet_s=0.2,
+        )
+        [letter] = [orjson.loads(r.value) for r in letters]
+        assert letter["sourceTopic"] == env["INVSYNC_TOPIC_INVENTORY"]
+        assert (letter["key"], letter["value"]) == ("WH1:S", "{oops")
     finally:
         worker.stop()
 
