@@ -7,6 +7,8 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
 * `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to bound the fetch wait;
 * `Consumer.perform_seek`, wrapped so a partition with no committed offset is read from
   its start (see `seek_uncommitted_from_start`);
+* mode's `FlowControlEvent.resume` of the app's flow control, which must not drop
+  records queued while the flow is active (see `keep_queued_records_on_resume`);
 * a table's `_new_changelog_topic()`, `data` (the store) and the memory store's
   `_key_partition` (used by `streams/state.py`);
 * `faust.streams._current_event`, set around a batch.
@@ -36,6 +38,7 @@ __all__ = [
     "check_version",
     "current_event",
     "install_batch_drainer",
+    "keep_queued_records_on_resume",
     "key_partitions",
     "rebuild_changelog_topic",
     "seek_uncommitted_from_start",
@@ -143,6 +146,44 @@ def bound_fetch_wait(app: Any, wait_ms: int) -> None:
 
     thread_cls._create_worker_consumer = _create_worker_consumer
     thread_cls._invsync_fetch_wait_patched = True
+
+
+# --- resuming flow ----------------------------------------------------------------------
+
+
+def keep_queued_records_on_resume(app: Any) -> None:
+    """Make ``app.flow_control.resume()`` leave the queues alone while flow is active.
+
+    mode's `FlowControlEvent.resume` clears every flow-controlled queue (Faust's topic
+    channels, the fast path's batch queue): what was queued while the flow was suspended
+    is stale. But Faust's recovery resumes the flow to restore the tables, then resumes
+    the stream partitions, awaits their seek to the committed offsets, and calls
+    `resume()` again (`Recovery.on_recovery_completed`, `_resume_streams`). Records
+    fetched meanwhile were already queued and marked read, so that second resume
+    dropped them and nothing fetched them again: a worker restarted under load lost
+    them (issue 9, SIGKILL storm). One dropped record let Faust's commit step over it
+    (`Consumer._new_offset` tolerates a single missing offset after the committed one):
+    its event was never applied, a key ended a few units off. Two or more left a hole
+    the commit never passed: committed offsets stuck for good.
+
+    Records queued while the flow is active belong to the current generation and are
+    handled (the seek only makes them come again, which every consumer here tolerates).
+    What a suspension leaves behind is still dropped: Faust clears the queues itself
+    when it suspends the flow (revoke), and a resume from suspended still clears.
+    Idempotent.
+    """
+    flow = app.flow_control
+    if getattr(flow, "_invsync_keeps_queued", False):
+        return
+    resume = flow.resume
+
+    def _resume() -> None:
+        if flow.is_active():
+            return  # already flowing: the queues hold records of this generation
+        resume()
+
+    flow.resume = _resume
+    flow._invsync_keeps_queued = True
 
 
 # --- seeking back -----------------------------------------------------------------------
