@@ -186,6 +186,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     faustcompat.bound_fetch_wait(app, FETCH_MAX_WAIT_MS)
     faustcompat.seek_uncommitted_from_start()
     faustcompat.keep_queued_records_on_resume(app)
+    faustcompat.install_drainer()
     reg = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(reg)
     metrics.set_windows(settings.debounce_ms / 1000, settings.max_delay_ms / 1000)

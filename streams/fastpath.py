@@ -30,7 +30,7 @@ from typing import Any
 
 from faust.types import TP, Message
 
-from streams.faustcompat import current_event, install_batch_drainer
+from streams.faustcompat import current_event, install_drainer
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def install(
     batch's last message, so ``table[key] = value`` goes to the right changelog
     partition; it must not keep messages beyond its return (they are acked then).
     """
-    install_batch_drainer()
+    install_drainer()
 
     # A placeholder agent makes Faust subscribe to the topic, enable acks for it
     # and count it as the tables' source topic; it never receives a record

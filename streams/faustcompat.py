@@ -1,9 +1,10 @@
 """Every use of faust-streaming's private internals, in one place, checked at start.
 
 invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
-* `Consumer._drain_messages`, copied below with one change: records of topics routed
-  to a batch queue (`streams/fastpath.py`) go there per partition instead of through
-  Faust's per-record path;
+* `Consumer._drain_messages`, replaced on both paths by the copy below: records of
+  topics routed to a batch queue (`streams/fastpath.py`) go there per partition, the
+  others through Faust's per-record path; unlike Faust's own, it never marks offsets it
+  handed on as a gap after a seek (see `install_drainer`);
 * `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to bound the fetch wait;
 * `Consumer.perform_seek`, wrapped so a partition with no committed offset is read from
   its start (see `seek_uncommitted_from_start`);
@@ -37,7 +38,7 @@ __all__ = [
     "bound_fetch_wait",
     "check_version",
     "current_event",
-    "install_batch_drainer",
+    "install_drainer",
     "keep_queued_records_on_resume",
     "key_partitions",
     "rebuild_changelog_topic",
@@ -225,23 +226,34 @@ def seek_uncommitted_from_start() -> None:
     Consumer._invsync_seek_patched = True  # type: ignore[attr-defined]
 
 
-# --- the batch drainer ------------------------------------------------------------------
+# --- the drainer ------------------------------------------------------------------------
 
 
-def install_batch_drainer() -> None:
-    """Route records of topics in ``app._batch_queues`` to those queues (idempotent)."""
+def install_drainer() -> None:
+    """Use the drainer below instead of Faust's, on both paths (idempotent).
+
+    Records of topics in ``app._batch_queues`` go to those queues per partition (the fast
+    path); every other record goes through Faust's per-record path, with Faust's checks
+    before each one.
+
+    Faust's own drainer (`Consumer._drain_messages` over `getmany`) checks for a gap
+    before each record against the partition's read offset. When Faust seeks the stream
+    partitions to their committed offsets (the end of every recovery), it resets those
+    read offsets while the drainer may still be handing on records fetched before: the
+    next one then looked like a jump past the committed offset, and Faust recorded
+    every offset in between as a gap, acked. Those offsets were acked twice (the gap,
+    then the record), and Faust's commit, which walks consecutive acked offsets, moved
+    one offset a second: committed offsets stuck about 1,000 behind on Faust's
+    per-record path after SIGKILLs (issue 9). The gap was also acked before the records
+    in it were processed. Here the gap check is made once per fetched partition, before
+    any of its records is handed on.
+    """
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
-
-
-_orig_drain: Any = Consumer._drain_messages
 
 
 async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no cover
     app = self.app
     batch_queues: dict[str, Any] = getattr(app, "_batch_queues", {})
-    if not batch_queues:
-        await _orig_drain(self, fetcher)
-        return
     callback = self.callback
     consumer_should_stop = self._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set

@@ -3,7 +3,9 @@
 Faust's recovery resumes the flow to restore the tables, resumes the stream partitions,
 awaits their seek, and resumes the flow again. The fetcher runs throughout, so records
 of the stream partitions are queued in between; mode's `FlowControlEvent.resume` cleared
-them, and since they were already marked read nothing fetched them again.
+them, and since they were already marked read nothing fetched them again. And Faust's
+own drainer, still used on the per-record path, marked offsets it had handed on as a gap
+when that seek reset the read offsets under it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+from faust.transport.consumer import Consumer
+
+from streams import faustcompat
 from streams.app import create_app
 from streams.settings import Settings
 
@@ -40,3 +46,15 @@ def test_resuming_after_a_suspension_still_drops_what_it_left_behind(tmp_path: P
     app.flow_control.resume()
     assert queue.qsize() == 0
     assert app.flow_control.is_active()
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_both_paths_drain_with_our_drainer_not_fausts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_path: bool
+) -> None:
+    async def fausts_own(self: Any, fetcher: Any) -> None:  # pragma: no cover - never runs
+        raise AssertionError("Faust's drainer")
+
+    monkeypatch.setattr(Consumer, "_drain_messages", fausts_own)
+    _app(tmp_path, fast_path=fast_path)
+    assert Consumer._drain_messages is faustcompat._drain_messages
