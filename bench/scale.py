@@ -1,7 +1,7 @@
 """State at scale: N keys (one SNAPSHOT each) in one `invsync worker`, then SIGKILL.
 
     python -m bench.scale --keys 100000 [--bootstrap 127.0.0.1:19092] [--partitions 4]
-        [--worker-env KEY=VALUE ...]
+        [--worker-env KEY=VALUE ...] [--cold]
 
 Reports:
   apply s        first SNAPSHOT consumed (worker Ready) → committed offsets reach N
@@ -10,6 +10,9 @@ Reports:
   restart s      SIGKILL of the process group → the restarted worker published a probe
                  DELTA sent right after the kill (one per partition): publishing again
   RSS restored   VmRSS of the restarted worker once the probes came out
+
+`--cold` removes the worker's data dir before the restart (a new machine, or
+`INVSYNC_STATE_STORE=memory`): the restore reads the whole changelog.
 
 One run per invocation; the machine is shared, so quote the load average beside it.
 """
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +177,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     kafka = Kafka(bs)
     await kafka.start()
     res: dict[str, Any] = {"keys": n, "partitions": parts, "load_before": loadavg()}
+    res["cold"] = args.cold
     worker = Worker(env, data / "worker.log")
     try:
         await kafka.create(stock, parts)
@@ -216,6 +221,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         probes = list(range(parts * 3))
         worker.kill(signal.SIGKILL)
         t_kill = time.time()
+        if args.cold:
+            shutil.rmtree(data / "data", ignore_errors=True)
         worker.start()
         later = datetime.now(UTC)
         want = {key_of(i).encode(): 100 + i % 50 + 7 for i in probes}
@@ -249,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE (repeatable)")
     ap.add_argument("--settle", type=float, default=2.0, help="s after the apply before RSS")
     ap.add_argument("--max-restart", type=float, default=300.0)
+    ap.add_argument("--cold", action="store_true", help="restart without the data dir")
     args = ap.parse_args(argv)
     res = asyncio.run(amain(args))
     print(json.dumps(res, indent=1))

@@ -17,6 +17,7 @@ state is only ever ahead of its inputs once those inputs are committed.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
         )
         self.stock_topic = stock_topic
         self.safety = safety
+        self.basis = _basis(safety)
         self.reservation_ttl_s = reservation_ttl_s
         self.settle_grace_s = settle_grace_s
 
@@ -142,7 +144,8 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
         for key, partition in touched.items():
             state = self.store.get(key)
             if state is not None:
-                out.writes.append(publishing.StateWrite(key, partition, state))
+                flags = self._flags(key, state)
+                out.writes.append(publishing.StateWrite(key, partition, state, flags))
         return out
 
     def _apply_one(self, state: KeyState, inp: Input) -> tuple[Outcome, str]:
@@ -197,14 +200,16 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
         orders: list[tuple[str, str]] = []
         open_total = 0
         # One key at a time: a store may decode each state on the way (streams/state.py).
-        for key, state, partition in self.store.items_in(self.active):
+        candidates = self.store.candidates(self.active, publishing.RESERVED, self.basis)
+        for key, state, partition in candidates:
             if not state.reservations:
                 continue
             before = _live(state)
             codes = expire_reservations(state, now_epoch, self.reservation_ttl_s)
             if codes or _live(state) != before:
                 self.store.hold(key, state, partition)  # changed: keep this very object
-                writes.append(publishing.StateWrite(key, partition, state))
+                flags = self._flags(key, state)
+                writes.append(publishing.StateWrite(key, partition, state, flags))
             if codes:
                 orders.extend((key, code) for code in codes)
                 self._mark(key, state, now)
@@ -213,9 +218,18 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _flags(self, key: str, state: KeyState) -> int:
+        return super()._flags(key, state) | (publishing.RESERVED if state.reservations else 0)
+
     def _safety_for(self, key: str, state: KeyState) -> int:
         location, sku = parse_inventory_key(key, state.location or None)
         return self.safety.for_key(location, sku)
+
+
+def _basis(safety: SafetyStock) -> str:
+    """A short, stable name of the safety-stock settings."""
+    parts = (safety.default, sorted(safety.per_location.items()), sorted(safety.per_key.items()))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def _live(state: KeyState) -> tuple[int, int]:

@@ -22,7 +22,7 @@ have lost the state write recording the last publication).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -55,6 +55,28 @@ class StateStore(Protocol[S]):
     def drop_partitions(self, partitions: Collection[int]) -> None:
         """Forget the keys of ``partitions`` (revoked: the next owner has them)."""
 
+    def keys_in(self, partitions: Collection[int]) -> Iterator[str]:
+        """Every key held on ``partitions``."""
+
+    def candidates(
+        self, partitions: Collection[int], flag: int, basis: str
+    ) -> Iterator[tuple[str, S, int]]:
+        """Like `items_in`, but a store that keeps each state's `StateWrite.flags` may
+        skip the keys whose last write did not carry ``flag``; `PENDING` flags count only
+        as computed under ``basis`` (`Publisher.basis`)."""
+
+    def checked(self, flags: Mapping[str, tuple[int, int]], basis: Mapping[int, str]) -> None:
+        """Keys checked by `recovered` (key -> (flags, partition)), and the basis their
+        partitions' flags are now computed under."""
+
+
+PENDING = 1
+"""`StateWrite.flags`: the state differs from its last publication."""
+RESERVED = 2
+"""`StateWrite.flags`: the state holds reservation records (expiry must see it)."""
+CHECK_CHUNK = 10_000
+"""Keys `recovered` checks between two reports to the store."""
+
 
 class MemoryStore(Generic[S]):
     """A `StateStore` over dicts."""
@@ -83,6 +105,17 @@ class MemoryStore(Generic[S]):
             del self.partitions[key]
             del self.states[key]
 
+    def keys_in(self, partitions: Collection[int]) -> Iterator[str]:
+        return (k for k, p in list(self.partitions.items()) if p in partitions)
+
+    def candidates(
+        self, partitions: Collection[int], flag: int, basis: str
+    ) -> Iterator[tuple[str, S, int]]:
+        return self.items_in(partitions)
+
+    def checked(self, flags: Mapping[str, tuple[int, int]], basis: Mapping[int, str]) -> None:
+        pass
+
 
 @dataclass(frozen=True, slots=True)
 class Publication(Generic[U]):
@@ -100,11 +133,15 @@ class Publication(Generic[U]):
 
 @dataclass(frozen=True, slots=True)
 class StateWrite(Generic[S]):
-    """Write ``state`` of ``key`` to changelog ``partition`` (encode it when sending)."""
+    """Write ``state`` of ``key`` to changelog ``partition`` (encode it when sending).
+
+    ``flags`` (`PENDING`, `RESERVED`) describe the state as written: a store that keeps
+    them lets `recovered` (and the inventory's expiry) visit only the keys they concern."""
 
     key: str
     partition: int
     state: S
+    flags: int = 0
 
 
 class Publisher(Generic[S, U]):
@@ -133,6 +170,8 @@ class Publisher(Generic[S, U]):
         """Assigned and restored: the only partitions published from or written."""
         self._since: dict[str, float] = {}
         self._marked: dict[str, float] = {}
+        self.basis = ""
+        """What `PENDING` flags are computed under (a subclass names its settings)."""
 
     # -- what a state publishes (the subclass's) ----------------------------------------
 
@@ -191,7 +230,9 @@ class Publisher(Generic[S, U]):
             self._record(state, pub.update)
             self.coalescer.confirm(pub.key)
             if pub.partition in self.active:
-                writes.append(StateWrite(pub.key, pub.partition, state))
+                writes.append(
+                    StateWrite(pub.key, pub.partition, state, self._flags(pub.key, state))
+                )
         return writes
 
     def unpublished(self, pubs: Iterable[Publication[U]], now: float) -> None:
@@ -227,19 +268,27 @@ class Publisher(Generic[S, U]):
         """The assignment's tables are restored: publish from them again.
 
         Marks every key whose state differs from its last publication; returns how many.
+        A store that keeps flags hands over only the keys that may (`candidates`).
         """
         self.active = set(self.assignment)
         marked = 0
-        for key, state, _ in self.store.items_in(self.active):
-            if self._differs(key, state):
+        checked: dict[str, tuple[int, int]] = {}
+        for key, state, partition in self.store.candidates(self.active, PENDING, self.basis):
+            flags = self._flags(key, state)
+            if flags & PENDING:
                 self._mark(key, state, now)
                 marked += 1
+            checked[key] = (flags, partition)
+            if len(checked) >= CHECK_CHUNK:
+                self.store.checked(checked, {})
+                checked = {}
+        self.store.checked(checked, dict.fromkeys(self.active, self.basis))
         return marked
 
     def revoked(self, partitions: Collection[int]) -> None:
         """Partitions taken away: forget their keys, pending changes and states."""
         gone = set(partitions)
-        keys = [key for key, _, _ in self.store.items_in(gone)]
+        keys = list(self.store.keys_in(gone))
         self.coalescer.drop_partition(keys)
         for key in keys:
             self._since.pop(key, None)
@@ -274,6 +323,10 @@ class Publisher(Generic[S, U]):
             if held is None or since < held:
                 self._since[key] = since
         self._mark(key, state, now)
+
+    def _flags(self, key: str, state: S) -> int:
+        """`StateWrite.flags` of a state (a subclass may add its own)."""
+        return PENDING if self._differs(key, state) else 0
 
     def _mark(self, key: str, state: S, now: float) -> None:
         self._marked.setdefault(key, now)

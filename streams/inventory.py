@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -32,10 +33,12 @@ from models.events import (
 from models.inventory import KeyState, SafetyStock
 from streams import fastpath, faustcompat
 from streams.deadletters import DeadLetters, Message, Send
+from streams.kafka import partition_bounds
 from streams.metrics import Metrics
 from streams.publishing import PublishingAgent
 from streams.settings import Settings
 from streams.state import StateTable, default_partition
+from streams.store import KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,18 @@ class InventoryAgent(PublishingAgent[KeyState, InventoryUpdate]):
 
     def _flushed(self) -> None:
         self.metrics.keys_dirty.set(self.engine.pending)
+
+    async def recovered(self) -> int:
+        started = time.monotonic()
+        marked = await super().recovered()
+        if self.state.disk is not None:
+            log.info(
+                "inventory state restored: %d changelog records read back since start; "
+                "pending keys checked in %.1f s",
+                self.state.read_back,
+                time.monotonic() - started,
+            )
+        return marked
 
     def _observe(self, pubs: list[Publication], wall: datetime, now: float) -> None:
         self.metrics.updates_published.inc(len(pubs))
@@ -255,7 +270,14 @@ def install_inventory(
 ) -> Rebalances:
     """The inventory agent on ``source`` (stock events + commands): engine, state table,
     the fast path or Faust's agent, its timers and rebalance handling."""
-    state = StateTable(app, "inventory-state", settings.topic_partitions)
+    disk = None
+    if settings.state_store == "rocksdb":
+        disk = KeyStore(Path(app.conf.tabledir) / "inventory-state.rocksdb")
+
+    async def bounds(topic: str) -> tuple[dict[int, int], dict[int, int]]:
+        return await partition_bounds(settings, topic)
+
+    state = StateTable(app, "inventory-state", settings.topic_partitions, disk=disk, bounds=bounds)
     partitions = settings.topic_partitions
     overrides = settings.safety_stock_overrides
     engine = InventoryEngine(

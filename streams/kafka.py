@@ -211,3 +211,33 @@ async def check_connection(settings: Settings, timeout_s: float = CONNECT_TIMEOU
         f"cannot connect to Kafka at {', '.join(servers)} ({settings.kafka_security_protocol}): "
         + "; ".join(f"{s}: {failures[s]}" if len(servers) > 1 else failures[s] for s in servers)
     )
+
+
+async def partition_bounds(settings: Settings, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """A topic's (first offset, end offset) by partition; ({}, {}) when it does not exist."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [
+        p["partition"] for t in described if t.get("error_code") == 0 for p in t["partitions"]
+    ]
+    if not partitions:
+        return {}, {}
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        first = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return (
+        {tp.partition: off for tp, off in first.items()},
+        {tp.partition: off for tp, off in end.items()},
+    )

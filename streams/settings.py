@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     fast_path: bool = True
     # Also publish each SKU's ATP over all its locations (streams/consolidation.py).
     consolidated: bool = False
+    # Where the inventory table keeps its states: `rocksdb` (under data_dir, reopened at a
+    # restart: only the changelog's tail is read) or `memory` (the whole changelog is).
+    state_store: Literal["rocksdb", "memory"] = "rocksdb"
     log_level: str = Field("info", pattern=r"^(?i:debug|info|warning|error)$")
     log_format: str = Field("text", pattern=r"^(?i:text|json)$")  # json: one object a line
 
