@@ -8,7 +8,7 @@ KAFKA_DATA ?= .invsync/kafka
 PYTEST_ARGS ?=
 LINT_PATHS := models connectors streams invsync tests dashboards docs/examples $(wildcard bench)
 
-.PHONY: run worker test faults unit lint format docs bench bench-scale kafka-start kafka-stop dashboards clean
+.PHONY: run worker test faults unit lint format docs bench bench-scale bench-lookup kafka-start kafka-stop dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,12 @@ bench: $(STAMP)
 SCALE_ARGS ?= --keys 100000
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
+
+## bench-lookup: p50/p99 of the pre-order lookup with N keys loaded, idle and under a paced feed
+## Options: make bench-lookup LOOKUP_ARGS="--keys 100000 --workers 2 --bootstrap 127.0.0.1:19092"
+LOOKUP_ARGS ?= --keys 100000
+bench-lookup: $(STAMP)
+	$(BIN)/python -m bench.lookup $(LOOKUP_ARGS)
 
 kafka-start: $(STAMP)
 	$(BIN)/invsync kafka start --port $(KAFKA_PORT) --data-dir $(KAFKA_DATA)

@@ -5,7 +5,8 @@ InvsyncError                 the root (models/errors.py)
  └── ConnectorError          an HTTP call failed: retriable, retry_after, status, endpoint
       ├── TransportError     no HTTP answer: connect, read, write, timeout (retriable)
       ├── IncreffError       Increff answered non-2xx (or garbage): code, message, description
-      └── MarketplaceError   the marketplace answered non-2xx (or garbage)
+      ├── MarketplaceError   the marketplace answered non-2xx (or garbage)
+      └── PeerError          another invsync worker answered non-2xx (or garbage)
 ```
 
 Messages are built from Increff's / the marketplace's own words and our endpoint
@@ -17,7 +18,14 @@ from __future__ import annotations
 
 from models.errors import InvsyncError
 
-__all__ = ["ConnectorError", "IncreffError", "InvsyncError", "MarketplaceError", "TransportError"]
+__all__ = [
+    "ConnectorError",
+    "IncreffError",
+    "InvsyncError",
+    "MarketplaceError",
+    "PeerError",
+    "TransportError",
+]
 
 
 class ConnectorError(InvsyncError):
@@ -112,3 +120,7 @@ class IncreffError(ConnectorError):
 
 class MarketplaceError(ConnectorError):
     """The marketplace refused or failed a call."""
+
+
+class PeerError(ConnectorError):
+    """Another worker of the group refused or failed a lookup (e.g. 503: rebalancing)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
@@ -38,6 +38,7 @@ from models.inventory import (
     expire_reservations,
     record_publication,
 )
+from models.lookup import Found
 
 Publication: TypeAlias = publishing.Publication[InventoryUpdate]
 StateWrite: TypeAlias = publishing.StateWrite[KeyState]
@@ -191,6 +192,19 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
 
     def _record(self, state: KeyState, update: InventoryUpdate) -> None:
         record_publication(state, update)
+
+    # -- the pre-order lookup --------------------------------------------------------
+
+    def lookup(self, skus: Iterable[str]) -> Found:
+        """The ATP `due` would publish now, of every location of each SKU held on the
+        restored partitions (changes still in the coalescing window included)."""
+        found: Found = {}
+        for sku in skus:
+            for key, state, _ in self.store.find(sku, self.active):
+                location, held = parse_inventory_key(key, state.location or None)
+                if held == sku:
+                    found.setdefault(sku, []).append((location, self._quantity(key, state)))
+        return found
 
     # -- expiry ----------------------------------------------------------------------
 

@@ -34,9 +34,11 @@ from models.increff import (
     OrderAcknowledgementResponse,
     PackOrder,
     ReturnOrderAcknowledgement,
+    SearchInventoryResponse,
     SellerCancellation,
     SkuListResponse,
 )
+from models.lookup import MAX_LOOKUP_SKUS, LookupRequest, PeerLookupAnswer, PeerLookupRequest
 from models.messages import CallbackErrorBody
 from models.schemas import drop_property_titles
 
@@ -50,6 +52,8 @@ Refs = dict[tuple[Any, JsonSchemaMode], dict[str, Any]]
 
 SUCCESS_EXAMPLE = {"hasError": False, "errorMessage": None}
 CALLBACK_TAG = "Increff callbacks"
+LOOKUP_TAG = "Inventory lookup"
+INTERNAL_TAG = "Between workers"
 OPERATIONS_TAG = "Operations"
 
 
@@ -70,6 +74,9 @@ class Callback:
     not_found: bool = False
     max_items: int | None = None
     """The body's `inventories` hold at most this many items."""
+    tag: str = CALLBACK_TAG
+    unavailable: bool = False
+    """May answer 503 (not restored, rebalancing, a worker unreachable)."""
 
 
 CALLBACKS: tuple[Callback, ...] = (
@@ -187,12 +194,46 @@ CALLBACKS: tuple[Callback, ...] = (
     ),
 )
 
+LOOKUPS: tuple[Callback, ...] = (
+    Callback(
+        "POST",
+        "/inventories/search-sku",
+        "searchInventory",
+        "Pre-order inventory lookup",
+        "Increff's Search Inventory shape, answered from invsync's own state: the current "
+        "ATP of every location of each SKU (reservations and safety stock counted, changes "
+        "not yet published included), gathered from every worker of the group. A SKU "
+        f"invsync holds nowhere is listed in failureList. At most {MAX_LOOKUP_SKUS} SKUs "
+        "a call (each answered once). 503 (with Retry-After) while tables are restored, "
+        "during a rebalance, or when another worker does not answer: never a partial list.",
+        request=LookupRequest,
+        response=SearchInventoryResponse,
+        tag=LOOKUP_TAG,
+        unavailable=True,
+    ),
+    Callback(
+        "POST",
+        "/internal/inventories/search-sku",
+        "searchInventoryPart",
+        "One worker's part of a lookup",
+        "Called by the worker a lookup reached, on every other worker of the group (at "
+        "the URL it advertises, INVSYNC_WEB_URL): the SKUs' (location, ATP) on the "
+        "partitions this worker restored, in the given group generation (503 otherwise).",
+        request=PeerLookupRequest,
+        response=PeerLookupAnswer,
+        tag=INTERNAL_TAG,
+        unavailable=True,
+    ),
+)
+"""The lookup (for the marketplace) and its part served to the other workers."""
+
 _ERRORS = {
     "BadRequest": ("400", "Bad JSON, or a body or query that fails validation"),
     "Unauthorized": ("401", "A configured auth header is missing or wrong"),
     "NotFound": ("404", "Unknown shipment, or its document is not available yet"),
     "PayloadTooLarge": ("413", "Body larger than INVSYNC_CALLBACK_MAX_BYTES"),
     "InternalError": ("500", "Unexpected failure; Increff retries"),
+    "Unavailable": ("503", "Not answerable whole now (see the description); retry"),
 }
 
 
@@ -248,13 +289,15 @@ def _operation(
     if cb.request is not None:
         names.append("PayloadTooLarge")
     names.append("InternalError")
+    if cb.unavailable:
+        names.append("Unavailable")
     for name in names:
         responses[_ERRORS[name][0]] = {"$ref": f"#/components/responses/{name}"}
     op: dict[str, Any] = {
         "operationId": cb.operation_id,
         "summary": cb.summary,
         "description": cb.description,
-        "tags": [CALLBACK_TAG],
+        "tags": [cb.tag],
     }
     if cb.query is not None:
         op["parameters"] = _query_parameters(cb.query)
@@ -328,7 +371,7 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The document; `auth_headers` are the header names every callback must carry."""
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(CallbackErrorBody, "serialization")]
-    for cb in CALLBACKS:
+    for cb in (*CALLBACKS, *LOOKUPS):
         if cb.request is not None:
             wanted.append((cb.request, "validation"))
         if cb.response is not None:
@@ -344,7 +387,7 @@ def openapi_document(
     }
     headers = sorted(set(auth_headers))
     paths: dict[str, Any] = {}
-    for cb in CALLBACKS:
+    for cb in (*CALLBACKS, *LOOKUPS):
         paths.setdefault(cb.path, {})[cb.method.lower()] = _operation(cb, refs, auth=bool(headers))
     paths.update(_service_paths())
     schemes = {
@@ -352,7 +395,8 @@ def openapi_document(
             "type": "apiKey",
             "in": "header",
             "name": h,
-            "description": "Configured in Increff for the Client URLs and in the worker's "
+            "description": "Configured in Increff for the Client URLs (and given to the "
+            "marketplace for the lookup) and in the worker's "
             "INVSYNC_CALLBACK_HEADERS; every configured header must be sent.",
         }
         for h in headers
@@ -365,8 +409,8 @@ def openapi_document(
         "info": {
             "title": "invsync worker",
             "version": api_version or package_version(),
-            "summary": "Increff Client URLs served by every invsync worker, and its "
-            "operational endpoints.",
+            "summary": "Increff Client URLs and the pre-order inventory lookup served by "
+            "every invsync worker, and its operational endpoints.",
             "description": 'Errors are `{"hasError": true, "errorMessage": ...}`; the '
             "message never carries header values or input. A wrong method gets 405. "
             "Repeats are answered from memory and publish nothing. Topic contract: "
@@ -375,6 +419,8 @@ def openapi_document(
         },
         "tags": [
             {"name": CALLBACK_TAG, "description": "Client URLs configured in Increff"},
+            {"name": LOOKUP_TAG, "description": "For the marketplace, before it confirms an order"},
+            {"name": INTERNAL_TAG, "description": "Called by other invsync workers only"},
             {"name": OPERATIONS_TAG, "description": "Health, metrics and this document"},
         ],
         "security": [{name: [] for name in schemes}] if schemes else [],

@@ -29,6 +29,7 @@ from typing import Generic, Protocol, TypeVar
 
 from models.coalescer import Coalescer
 from models.errors import DecodeError
+from models.lookup import SkuIndex
 
 S = TypeVar("S")
 U = TypeVar("U")
@@ -54,6 +55,11 @@ class StateStore(Protocol[S]):
 
     def drop_partitions(self, partitions: Collection[int]) -> None:
         """Forget the keys of ``partitions`` (revoked: the next owner has them)."""
+
+    def find(self, sku: str, partitions: Collection[int]) -> Iterator[tuple[str, S, int]]:
+        """(key, state, partition), to read a figure from (a store may leave out what
+        dedupe needs), of every ``location:SKU`` key on ``partitions`` that may hold
+        ``sku`` (at least those that do; `models.lookup.SkuIndex`): the pre-order lookup."""
 
     def keys_in(self, partitions: Collection[int]) -> Iterator[str]:
         """Every key held on ``partitions``."""
@@ -84,11 +90,14 @@ class MemoryStore(Generic[S]):
     def __init__(self) -> None:
         self.states: dict[str, S] = {}
         self.partitions: dict[str, int] = {}
+        self.index = SkuIndex()
 
     def get(self, key: str) -> S | None:
         return self.states.get(key)
 
     def hold(self, key: str, state: S, partition: int) -> None:
+        if key not in self.states:
+            self.index.add(key)
         self.states[key] = state
         self.partitions[key] = partition
 
@@ -104,6 +113,13 @@ class MemoryStore(Generic[S]):
         for key in [k for k, p in self.partitions.items() if p in partitions]:
             del self.partitions[key]
             del self.states[key]
+            self.index.discard(key)
+
+    def find(self, sku: str, partitions: Collection[int]) -> Iterator[tuple[str, S, int]]:
+        for key in self.index.candidates(sku):
+            partition = self.partitions[key]
+            if partition in partitions:
+                yield key, self.states[key], partition
 
     def keys_in(self, partitions: Collection[int]) -> Iterator[str]:
         return (k for k, p in list(self.partitions.items()) if p in partitions)

@@ -23,6 +23,7 @@ from streams.consolidation import ConsolidationAgent, install_consolidation
 from streams.deadletters import DeadLetters, Send
 from streams.inventory import InventoryAgent, install_inventory
 from streams.kafka import faust_credentials
+from streams.lookup import install_lookup
 from streams.metrics import Metrics
 from streams.openapi import install_openapi
 from streams.orders import OrderLanes, install_orders
@@ -77,6 +78,8 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "topic_allow_declare": True,
         "web_port": settings.web_port,
         "web_bind": settings.web_host,
+        # What the assignor advertises to the group: the lookup's peers call it.
+        "canonical_url": settings.advertised_url,
         "web_in_thread": False,
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
@@ -294,6 +297,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             rebalances=inventory,
             fatal=fatal,
         )
+    install_lookup(
+        app,
+        settings,
+        metrics,
+        engine=inventory.agent.engine,
+        restored_reason=inventory.restored_reason,
+        broker_reachable=inventory.broker_ok,
+        changelog=inventory.agent.state.changelog,
+    )
     install_openapi(app, settings)
 
     install_views(app, reg, inventory)

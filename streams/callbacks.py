@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -51,6 +50,7 @@ from models.callbacks import (
 )
 from models.events import InventoryCommand, StockEvent
 from models.increff import GetInvoiceQuery, GetShippingLabelQuery, IncreffModel
+from streams.auth import HeaderAuth
 from streams.metrics import Metrics
 
 __all__ = [
@@ -212,15 +212,7 @@ class CallbackHandler:
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._ports = ports
-        # Accepted header sets (any one passes; none configured: open). Header names
-        # are case-insensitive in HTTP; values are compared exactly.
-        self._accepted = [
-            [
-                (name.lower(), secret.get_secret_value().encode("utf-8"))
-                for name, secret in header_set.items()
-            ]
-            for header_set in required_headers
-        ]
+        self._authorized = HeaderAuth(required_headers)  # any one set passes; none: open
         self._max_bytes = max_bytes
         self._atp_window_s = atp_window_s
         self._metrics = metrics
@@ -298,26 +290,6 @@ class CallbackHandler:
             raise CallbackError("unauthorized", status=401)
         if len(request.body) > self._max_bytes:
             raise CallbackError(f"body larger than {self._max_bytes} bytes", status=413)
-
-    def _authorized(self, headers: Mapping[str, str]) -> bool:
-        if not self._accepted:
-            return True  # INVSYNC_CALLBACK_AUTH=none (settings refuse it otherwise)
-        # Header bytes that are not UTF-8 arrive surrogate-escaped: compare them as sent.
-        given = {
-            name.lower(): value.encode("utf-8", "surrogateescape")
-            for name, value in headers.items()
-        }
-        ok = False
-        for accepted in self._accepted:
-            matches = True
-            for name, expected in accepted:
-                value = given.get(name)
-                # Compare every header of every set, present or not, so timing says
-                # nothing about which one failed.
-                same = hmac.compare_digest(value or b"", expected)
-                matches = matches and value is not None and same
-            ok = ok or matches
-        return ok
 
     async def _once(self, plan: Plan) -> CallbackResponse:
         """Send the plan's effects the first time its key is seen; else the remembered answer.

@@ -13,11 +13,14 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
   its start (see `seek_uncommitted_from_start`);
 * mode's `FlowControlEvent.resume` of the app's flow control, which must not drop
   records queued while the flow is active (see `keep_queued_records_on_resume`);
-* a table's `_new_changelog_topic()`, `data` (the store) and the memory store's
-  `_key_partition` (used by `streams/state.py`);
+* a table's `_new_changelog_topic()`, `data` (the store), the memory store's dict
+  (`Store.data`, replaced by an indexing one) and its `_key_partition` (used by
+  `streams/state.py`);
 * a table's `persisted_offset`, `apply_changelog_batch` and `on_rebalance`, replaced on
   the instance for a table kept on disk (`attach_store`);
-* `faust.streams._current_event`, set around a batch.
+* `faust.streams._current_event`, set around a batch;
+* the partition assignor's `changelog_distribution` (each member's advertised URL and
+  the table partitions it holds), read by the pre-order lookup.
 
 `check_version()` runs when the app is built: on a version these were not written for,
 the worker stops with one clear line instead of misbehaving later.
@@ -48,7 +51,10 @@ __all__ = [
     "install_drainer",
     "keep_queued_records_on_resume",
     "key_partitions",
+    "own_url",
+    "partition_owners",
     "rebuild_changelog_topic",
+    "replace_store_dict",
     "restore_in_batches",
     "seek_uncommitted_from_start",
 ]
@@ -114,6 +120,17 @@ def attach_store(
     table.on_rebalance = _on_rebalance
 
 
+def replace_store_dict(table: Any, mapping: dict[Any, Any]) -> None:
+    """Make ``mapping`` (a dict subclass) the memory store's dict, keeping what it holds:
+    Faust's recovery writes and deletes keys straight in that dict."""
+    store = table.data
+    inner = getattr(store, "data", None)
+    if not isinstance(inner, dict):
+        raise FaustVersionError("invsync needs Faust's memory store (store='memory://')")
+    mapping.update(inner)
+    store.data = mapping
+
+
 # --- the web server ---------------------------------------------------------------------
 
 
@@ -131,6 +148,26 @@ def replace_web_runner(app: Any, runner: Any) -> None:
     """Use ``runner`` (an aiohttp `AppRunner`) for the app's web server: Faust builds its
     own in `Web.__init__` and starts it with the worker."""
     aiohttp_web_driver(app)._runner = runner
+
+
+# --- the group's members -----------------------------------------------------------
+
+
+def own_url(app: Any) -> str:
+    """This worker's URL as the assignor advertises it (Faust's `canonical_url`)."""
+    return str(app.conf.canonical_url)
+
+
+def partition_owners(app: Any, changelog: str) -> dict[str, set[int]]:
+    """Advertised URL → partitions of the ``changelog`` table topic each member of the
+    group holds, as the last assignment told this worker ({} before the first)."""
+    distribution = getattr(app.assignor, "changelog_distribution", None) or {}
+    owners: dict[str, set[int]] = {}
+    for url, topics in distribution.items():
+        held = topics.get(changelog) if hasattr(topics, "get") else None
+        if held:
+            owners[str(url)] = {int(p) for p in held}
+    return owners
 
 
 # --- the broker -------------------------------------------------------------------------

@@ -244,6 +244,12 @@ class Rebalances:
     async def check_broker(self) -> None:
         self.broker_reachable = await faustcompat.broker_reachable(self.app)
 
+    async def broker_ok(self) -> bool:
+        """The broker as last checked (every 5 s), checked now when it was not reachable."""
+        if not self.broker_reachable:
+            await self.check_broker()
+        return self.broker_reachable
+
     async def not_ready(self) -> str | None:
         """Readiness (DESIGN.md): broker reachable, partitions assigned, tables restored."""
         reason = self.restored_reason()
@@ -277,7 +283,9 @@ def install_inventory(
     async def bounds(topic: str) -> tuple[dict[int, int], dict[int, int]]:
         return await partition_bounds(settings, topic)
 
-    state = StateTable(app, "inventory-state", settings.topic_partitions, disk=disk, bounds=bounds)
+    state = StateTable(
+        app, "inventory-state", settings.topic_partitions, disk=disk, bounds=bounds, sku_index=True
+    )
     partitions = settings.topic_partitions
     overrides = settings.safety_stock_overrides
     engine = InventoryEngine(

@@ -317,14 +317,14 @@ class Metrics:
         )
         self.callbacks = Counter(
             "callbacks",
-            "Increff callbacks served, by path and HTTP status.",
+            "Increff callbacks and inventory lookups served, by path and HTTP status.",
             ["path", "status"],
             namespace=ns,
             registry=r,
         )
         self.callback_latency = Histogram(
             "callback_duration_seconds",
-            "Time to answer an Increff callback.",
+            "Time to answer an Increff callback or an inventory lookup.",
             ["path"],
             namespace=ns,
             registry=r,

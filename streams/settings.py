@@ -8,6 +8,7 @@ echoing a secret's value.
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -123,6 +124,11 @@ class Settings(BaseSettings):
 
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "0.0.0.0"  # noqa: S104 - Increff must reach the callbacks
+    # How the other workers of the group reach this one (the lookup gathers from them);
+    # unset: http://{INVSYNC_WEB_HOST, or this host's name when that binds every
+    # address}:{INVSYNC_WEB_PORT}. Faust advertises it in the group's assignment.
+    web_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+/?$")
+    lookup_peer_timeout_s: float = Field(2.0, gt=0, le=60)
     data_dir: Path = Path("./.invsync")
     app_id: str = Field("invsync", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(4, ge=1, le=1024)
@@ -158,6 +164,11 @@ class Settings(BaseSettings):
         if not isinstance(value, list | tuple) or not all(isinstance(v, dict) and v for v in value):
             raise ValueError("must be a JSON object or a list of non-empty JSON objects")
         return value
+
+    @field_validator("web_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("marketplace_headers", "safety_stock_overrides", mode="before")
     @classmethod
@@ -268,6 +279,18 @@ class Settings(BaseSettings):
             self.topic_commands,
             self.topic_inventory_by_sku,
         }
+
+    @property
+    def advertised_url(self) -> str:
+        """This worker's URL for the others (`INVSYNC_WEB_URL`, or derived)."""
+        if self.web_url:
+            return self.web_url.rstrip("/")
+        host = self.web_host
+        if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a bind-all address, not a bind
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.web_port}"
 
     @property
     def topic_commands(self) -> str:

@@ -19,6 +19,12 @@ With a `KeyStore` (`streams/store.py`, the default for the inventory table) the 
 states live on local disk instead of in memory: written there, with the changelog offsets
 the broker acknowledged, once the batch's changelog records are acknowledged; restored
 from there at a restart, plus the changelog records after those offsets.
+
+The inventory table (``sku_index=True``) also indexes its keys by SKU for the pre-order
+lookup, with no scan: on disk the `KeyStore` keeps a SKU column family in the very
+batches that write the states; in memory the store's dict is an `IndexedDict`
+(`models/lookup.py`), so every key that lands in it or leaves it — our writes, Faust's
+changelog recovery, Faust's clean-up after recovery, a revocation — updates the index.
 """
 
 from __future__ import annotations
@@ -42,11 +48,13 @@ from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
 
 from models.inventory import KeyState
+from models.lookup import IndexedDict, SkuIndex
 from models.publishing import PENDING
 from streams.faustcompat import (
     attach_store,
     key_partitions,
     rebuild_changelog_topic,
+    replace_store_dict,
     restore_in_batches,
 )
 from streams.store import UNCHECKED, KeyStore, group_offsets, records_of
@@ -136,6 +144,7 @@ class StateTable:
         decoded_keys: int = DECODED_KEYS,
         disk: KeyStore | None = None,
         bounds: Bounds | None = None,
+        sku_index: bool = False,
     ) -> None:
         """``disk``: keep packed states there (``value_codec`` must be the default);
         ``bounds`` checks it against the changelog before the first assignment."""
@@ -176,6 +185,12 @@ class StateTable:
                 before_rebalance=self._validate,
             )
             restore_in_batches(app, table)
+        self.sku_index = sku_index
+        self.index: SkuIndex | None = None
+        if sku_index and self.disk is None:
+            self._indexed = IndexedDict()
+            replace_store_dict(table, self._indexed)
+            self.index = self._indexed.index
 
     def get(self, key: str) -> Any:
         """The key's state; a packed one is decoded and pinned until the next `write`."""
@@ -359,6 +374,40 @@ class StateTable:
             for key, (value, _) in flags.items():
                 if key in self._flags_of:
                     self._flags_of[key] = value
+
+    def find(self, sku: str, partitions: Collection[int]) -> Iterator[tuple[str, Any, int]]:
+        """Keys (with state, to read ATP only, and partition) on ``partitions`` that may
+        hold ``sku``; needs ``sku_index``. On disk, a key appears once its first write is
+        acknowledged (a few milliseconds after its first event)."""
+        if not self.sku_index:
+            raise RuntimeError(f"table {self.table.name} keeps no SKU index")
+        if self.disk is not None:
+            for kb, held, packed in self.disk.find(sku.encode("utf-8"), partitions):
+                name = kb.decode("utf-8")
+                found = self._pinned.get(name)
+                if found is None:
+                    found = self._decoded.get(name)
+                if found is None:  # to read ATP only: no dedupe ring (3x cheaper)
+                    found = KeyState.from_bytes(packed, dedupe=False)
+                yield name, found, held
+            return
+        assert self.index is not None
+        data = self._indexed  # the store's own dict: a plain lookup, not Faust's proxy
+        for key in self.index.candidates(sku):
+            raw = data.get(key)
+            if raw is None:
+                continue
+            partition = self.partition_of(key)
+            if partition is not None and partition in partitions:
+                if not self.packed:
+                    yield key, raw, partition
+                    continue
+                state = self._pinned.get(key)
+                if state is None:
+                    state = self._decoded.get(key)
+                if state is None:  # to read ATP only: no dedupe ring (3x cheaper)
+                    state = KeyState.from_bytes(raw, dedupe=False)
+                yield key, state, partition
 
     def drop_partitions(self, partitions: Collection[int]) -> None:
         """Forget the keys of revoked partitions: if they come back, Faust restores them

@@ -14,14 +14,18 @@ partition whose offset is at or past the changelog's end (the topic was recreate
 broker's data wiped) or before its start (records deleted) is emptied and restored from
 the changelog as a new one would be; a store that cannot be opened is removed.
 
-Layout (one database, three column families):
+Layout (one database, four column families):
   default  key -> partition (2 bytes, big-endian) + the changelog value (`KeyState` bytes)
   flags    key -> flags (1 byte) + partition: `PENDING` (state differs from its last
            publication), `RESERVED` (holds reservations), `UNCHECKED` (read back from the
            changelog: either may hold). A key with no flag has no entry.
   meta     b"offset:<p>" -> changelog offset the partition reflects (ASCII);
            b"basis:<p>"  -> what the PENDING flags of the partition were computed under
-           (the safety-stock settings): another basis means every key must be checked.
+           (the safety-stock settings): another basis means every key must be checked;
+           b"sku-index"  -> present once the sku family covers every key.
+  sku      length of a SKU (4 bytes) + the SKU + key -> b"", for every SKU the key may
+           hold (each part after a ``:``, `models.lookup.SkuIndex`): the pre-order
+           lookup's index, written in the same batches as the keys it indexes.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ CACHE_BYTES = 32 * 1024 * 1024
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 MEMTABLES_BYTES = 32 * 1024 * 1024
 """All column families' memtables together (each would otherwise keep its own two)."""
+
+SKU_INDEXED = b"sku-index"
+"""meta: the sku family covers every key (absent in a store written before it)."""
 
 Record = tuple[bytes, bytes | None, int, int]
 """A changelog record to apply: (key, value or None for a tombstone, partition, offset)."""
@@ -101,6 +108,8 @@ class KeyStore:
         self._meta: ColumnFamily | None = None
         self._flags_db: Rdict | None = None
         self._meta_db: Rdict | None = None
+        self._sku: ColumnFamily | None = None
+        self._sku_db: Rdict | None = None
         self._offsets: dict[int, int] = {}
         self.validated = False
 
@@ -124,7 +133,7 @@ class KeyStore:
             self._open()
 
     def _open(self) -> None:
-        cfs = {"flags": Options(raw_mode=True), "meta": Options(raw_mode=True)}
+        cfs = {name: Options(raw_mode=True) for name in ("flags", "meta", "sku")}
         db = Rdict(
             str(self.path),
             options=_options(),
@@ -136,16 +145,20 @@ class KeyStore:
         self._meta = db.get_column_family_handle("meta")
         meta = self._meta_db = db.get_column_family("meta")
         self._flags_db = db.get_column_family("flags")
+        self._sku = db.get_column_family_handle("sku")
+        self._sku_db = db.get_column_family("sku")
         offsets: dict[int, int] = {}
         for name, value in _pairs(meta):
             if name.startswith(b"offset:"):
                 offsets[int(name[7:])] = int(value)
         self._offsets = offsets
+        if meta.get(SKU_INDEXED) is None:  # a store from before the index: build it once
+            self._build_sku_index()
 
     def close(self) -> None:
         if self._db is not None:
-            self._flags = self._meta = None
-            self._flags_db = self._meta_db = None
+            self._flags = self._meta = self._sku = None
+            self._flags_db = self._meta_db = self._sku_db = None
             try:
                 self._db.close()
             finally:
@@ -197,9 +210,12 @@ class KeyStore:
         db = self.db
         part = _part(partition)
         batch = WriteBatch(raw_mode=True)
+        sku_cf = self._cf_sku()
         for key, value in _pairs(db):
             if value[:2] == part:
                 batch.delete(key)
+                for entry in sku_entries(key):
+                    batch.delete(entry, sku_cf)
         for key, value in _pairs(self._cf("flags")):
             if value[1:3] == part:
                 batch.delete(key, self._flags)
@@ -241,13 +257,29 @@ class KeyStore:
             if value[0] & mask and value[1:3] in wanted:
                 yield key, int.from_bytes(value[1:3], "big")
 
+    def find(self, sku: bytes, partitions: Collection[int]) -> Iterator[tuple[bytes, int, bytes]]:
+        """(key, partition, value) of every key on ``partitions`` that may hold ``sku``."""
+        prefix = len(sku).to_bytes(4, "big") + sku
+        index = self._cf("sku")
+        db = self.db
+        for entry in cast(Iterator[bytes], iter(index.keys(from_key=prefix))):
+            if not entry.startswith(prefix):
+                break
+            key = entry[len(prefix) :]
+            found = db.get(key)
+            if found is None:
+                continue
+            partition = int.from_bytes(found[:2], "big")
+            if partition in partitions:
+                yield key, partition, found[2:]
+
     def basis(self, partition: int) -> str | None:
         found = self._cf("meta").get(f"basis:{partition}".encode())
         return None if found is None else bytes(found).decode()
 
     def _cf(self, name: str) -> Rdict:
         self.open()
-        found = self._flags_db if name == "flags" else self._meta_db
+        found = {"flags": self._flags_db, "meta": self._meta_db, "sku": self._sku_db}[name]
         assert found is not None
         return found
 
@@ -263,9 +295,12 @@ class KeyStore:
         partition, in one atomic batch."""
         batch = WriteBatch(raw_mode=True)
         flags_cf = self._cf_flags()
+        sku_cf = self._cf_sku()
         for key, partition, value, flags in entries:
             part = _part(partition)
             batch.put(key, part + value)
+            for entry in sku_entries(key):
+                batch.put(entry, b"", sku_cf)
             if flags:
                 batch.put(key, bytes([flags]) + part, flags_cf)
             elif flags is not None:
@@ -277,15 +312,20 @@ class KeyStore:
         batch with the offsets they bring each partition to. Their flags are unknown."""
         batch = WriteBatch(raw_mode=True)
         flags_cf = self._cf_flags()
+        sku_cf = self._cf_sku()
         offsets: dict[int, int] = {}
         for key, value, partition, offset in records:
             part = _part(partition)
             if value is None:
                 batch.delete(key)
                 batch.delete(key, flags_cf)
+                for entry in sku_entries(key):
+                    batch.delete(entry, sku_cf)
             else:
                 batch.put(key, part + value)
                 batch.put(key, bytes([UNCHECKED]) + part, flags_cf)
+                for entry in sku_entries(key):
+                    batch.put(entry, b"", sku_cf)
             offsets[partition] = max(offset, offsets.get(partition, -1))
         self._commit(batch, offsets)
 
@@ -308,11 +348,39 @@ class KeyStore:
         assert self._flags is not None
         return self._flags
 
+    def _cf_sku(self) -> ColumnFamily:
+        self.open()
+        assert self._sku is not None
+        return self._sku
+
+    def _build_sku_index(self) -> None:
+        """Index every key of the store by SKU (a store written before the index)."""
+        assert self._db is not None and self._sku is not None and self._meta is not None
+        batch = WriteBatch(raw_mode=True)
+        keys = 0
+        for key, _ in _pairs(self._db):
+            for entry in sku_entries(key):
+                batch.put(entry, b"", self._sku)
+            keys += 1
+        batch.put(SKU_INDEXED, b"1", self._meta)
+        self._db.write(batch)
+        if keys:
+            log.info("state store %s: %d keys indexed by SKU", self.path, keys)
+
     def _commit(self, batch: WriteBatch, offsets: Mapping[int, int]) -> None:
         for partition, offset in offsets.items():
             batch.put(f"offset:{partition}".encode(), str(offset).encode(), self._meta)
         self.db.write(batch)
         self._offsets.update(offsets)
+
+
+def sku_entries(key: bytes) -> Iterator[bytes]:
+    """The sku family's entries of a key: one for every SKU it may hold."""
+    start = key.find(b":")
+    while start >= 0:
+        sku = key[start + 1 :]
+        yield len(sku).to_bytes(4, "big") + sku + key
+        start = key.find(b":", start + 1)
 
 
 def records_of(events: Iterable[Any]) -> Iterator[Record]:

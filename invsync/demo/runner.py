@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -38,6 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from invsync import localkafka
 from invsync.demo.feed import FeedProgress, make_producer, out, run_feed
+from invsync.demo.lookup import LookupProbe
 from invsync.demo.promtext import Samples, parse
 from invsync.demo.simulator import SimConfig, Simulator
 from invsync.mocks.increff import MockIncreff
@@ -142,6 +144,9 @@ class Demo:
             ready=self._increff_has,
         )
         self.feed = FeedProgress()
+        self.lookups = LookupProbe(
+            f"http://127.0.0.1:{self.web_port}", json.loads(CALLBACK_HEADERS), self.sim
+        )
         self.outputs = _Outputs()
         self.metrics = Samples()
         self.phase = "starting"
@@ -193,6 +198,7 @@ class Demo:
         await self._consumer.start()
         self._tasks.append(asyncio.create_task(self._read_outputs(self._consumer)))
         self._tasks.append(asyncio.create_task(self._report_every_second()))
+        self._tasks.append(asyncio.create_task(self.lookups.run(self.http)))
         self.producer = make_producer(self.bootstrap, **self.security)
         await self.producer.start()
         out(
@@ -214,6 +220,8 @@ class Demo:
         )
         self.phase = "converging"
         converged_in = await self._converge()
+        if converged_in is not None:
+            await self.lookups.check(self.http)
         self.phase = "done"
         await self._poll_metrics()
         return self._summary(converged_in)
@@ -351,6 +359,7 @@ class Demo:
             f"[{elapsed:5.1f}s] {self.phase:<10} events in {self.feed.total:>9,} "
             f"({self.feed.rate:>6,.0f}/s) | worker {consumed:>9,.0f} | updates out "
             f"{updates:>7,.0f} (ratio {ratio:.3f}) | p99 freshness {_fmt_s(p99):>7} | "
+            f"lookup p99 {_fmt_s(self.lookups.p(0.99)):>6} | "
             f"pushes {len(self.market.received):>7,} | Increff orders {len(self.increff.orders):,}"
         )
 
@@ -416,6 +425,7 @@ class Demo:
             f"{sim.open_orders:,} still open)",
             f"marketplace   {self.market.calls:,} PUT /inventory calls carrying "
             f"{len(self.market.received):,} quantities for {len(self.market.latest):,} keys",
+            *self.lookups.summary(),
             "convergence   "
             + (
                 f"{converged_in:.1f} s after the last event"
@@ -443,7 +453,8 @@ class Demo:
         lines.append("=" * 75)
         for line in lines:
             out(line)
-        return 0 if not mismatches else EXIT_MISMATCH
+        lookup_wrong = self.lookups.checked is not None and bool(self.lookups.checked[1])
+        return 0 if not mismatches and not lookup_wrong else EXIT_MISMATCH
 
     # --- shutdown ------------------------------------------------------------------
 

@@ -70,6 +70,9 @@ def test_demo_converges_to_the_ground_truth(kafka_bootstrap: str, tmp_path: Path
     assert proc.returncode == 0, output
     assert "OK: 200/200 keys match" in output, output
     assert "MISMATCH" not in output
+    # The pre-order lookup ran during the demo, with its latency, and matched the truth.
+    assert re.search(r"lookup +[1-9][\d,]* POST /inventories/search-sku .* p99 \d+ ms", output)
+    assert "lookup check  OK: 50/50 SKUs" in output, output
     progress = [line for line in output.splitlines() if "events in" in line]
     assert len(progress) >= 5, output  # one line a second while feeding
     app_id = re.search(r"app id (\S+),", output)

@@ -216,3 +216,20 @@ def test_worker_stops_with_one_clear_line(tmp_path) -> None:  # type: ignore[no-
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "INVSYNC_DEBOUNCE_MS" in lines[0]
+
+
+def test_the_advertised_url_is_given_or_derived(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    assert load_settings().advertised_url == f"http://{socket.gethostname()}:6066"
+    monkeypatch.setenv("INVSYNC_WEB_HOST", "10.0.0.7")
+    monkeypatch.setenv("INVSYNC_WEB_PORT", "7001")
+    assert load_settings().advertised_url == "http://10.0.0.7:7001"
+    monkeypatch.setenv("INVSYNC_WEB_URL", "https://worker-2.internal:8443/")
+    assert load_settings().advertised_url == "https://worker-2.internal:8443"
+    monkeypatch.setenv("INVSYNC_WEB_URL", " ")
+    assert load_settings().advertised_url == "http://10.0.0.7:7001"
+    for bad in ("worker-2:8443", "http://w/path", "ftp://w:1"):
+        monkeypatch.setenv("INVSYNC_WEB_URL", bad)
+        with pytest.raises(SettingsError, match="INVSYNC_WEB_URL"):
+            load_settings()
