@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -235,6 +236,17 @@ class Settled:
     """The consolidated records' `quantity` per SKU."""
 
 
+def _order_metrics(worker: WorkerProcess) -> str:
+    """The order router's and Increff client's metrics of a running worker (what a stuck
+    commit on the orders topic is read from), or why there are none."""
+    try:
+        text = httpx.get(f"{worker.web}/metrics", timeout=5.0).text
+    except httpx.HTTPError as exc:
+        return f"(no metrics: {exc!r})"
+    wanted = ("invsync_order", "invsync_increff", "invsync_commands")
+    return "\n".join(line for line in text.splitlines() if line.startswith(wanted))
+
+
 async def settled_output(
     bootstrap: str, env: dict[str, str], workers: list[WorkerProcess]
 ) -> Settled:
@@ -242,8 +254,9 @@ async def settled_output(
     with INVSYNC_CONSOLIDATED, the consolidation consumed it all)."""
     group = env["INVSYNC_APP_ID"]
     lag = await wait_committed(bootstrap, group, input_topics(env))
-    logs = "\n".join(w.log_tail(25) for w in workers)
-    assert not any(lag.values()), f"committed offsets did not reach the end: {lag}\n{logs}"
+    if any(lag.values()):
+        logs = "\n".join(w.log_tail(25) + "\n" + _order_metrics(w) for w in workers)
+        raise AssertionError(f"committed offsets did not reach the end: {lag}\n{logs}")
     out = await read_all(bootstrap, env["INVSYNC_TOPIC_INVENTORY"], quiet_s=3.0, timeout=60.0)
     newest = latest_by_key(out)
     settled = Settled({k: v["quantity"] for k, v in newest.items()})
