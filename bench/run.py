@@ -1,23 +1,35 @@
-"""invsync stream benchmark harness.
+"""invsync stream benchmark harness (`make bench`).
 
     python -m bench.run --events 200000 --keys 5000 --partitions 4 \
-        [--bootstrap 127.0.0.1:29092] [--contenders a,b,c,d] \
+        [--bootstrap 127.0.0.1:29092] [--contenders a,b,q,d,e] \
         [--worker-cmd "invsync worker"] [--latency-rate 5000 --latency-seconds 4]
 
-One input topic is pre-produced per run (same data for every contender).  Each
-contender runs as its own process with a fresh consumer group and output topic:
+Contenders: (a) raw aiokafka passthrough, (b) naive Faust agent, (c) the harness's own
+batched Faust design (reference), (q) Quix Streams (its own venv, bench/.venv-quix, built
+on first use), (d) the invsync worker with debounce 0, (e) the invsync worker with its
+default windows (500/5000 ms).
 
-  throughput  = input events / (last processed or committed - first consumption)
+Each contender gets its own copy of the backlog (same seed), its own consumer group and
+output topic, and runs as its own process:
+
+  processed/s = input events / (last event processed - first consumed)
+  committed/s = input events / (the group's committed offsets reach the end - first
+                consumed); the harness polls the committed offsets every 0.1 s
+  CPU s       = user+system CPU of the worker (+ children) between first consumption
+                and the committed end of the backlog
   latency     = paced live phase after the backlog: output record timestamp
                 minus the output's ``asOf`` (occurredAt of the newest event it
                 reflects; ``occurredAt`` for the passthrough)
   out/in      = output records / input events during the backlog phase
-  peak RSS    = VmHWM of the worker process (+ children) from /proc
+  peak RSS    = VmHWM of the worker process (+ children) from /proc, whole run
 
-Worker env (also given to --worker-cmd, which also gets the INVSYNC_* names):
-BENCH_BOOTSTRAP, BENCH_IN_TOPIC, BENCH_OUT_TOPIC, BENCH_GROUP, BENCH_PARTITIONS,
-BENCH_EXPECTED, BENCH_STATUS_FILE.  The external worker's consumer group must be
-its app id (INVSYNC_APP_ID = BENCH_GROUP).
+The bench workers report first/last processed through BENCH_STATUS_FILE; the invsync
+worker is read from outside: its /metrics (`invsync_stock_events_total`, polled every
+0.1 s) and its first output record.
+
+Worker env: BENCH_BOOTSTRAP, BENCH_IN_TOPIC, BENCH_OUT_TOPIC, BENCH_GROUP,
+BENCH_PARTITIONS, BENCH_EXPECTED, BENCH_STATUS_FILE; the invsync worker gets the
+INVSYNC_* names (INVSYNC_APP_ID = BENCH_GROUP).
 """
 
 from __future__ import annotations
@@ -38,229 +50,45 @@ if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.common import gen_events, iso_now, parse_ts
+from bench import quixenv
+from bench.kafkaio import (
+    Kafka,
+    end_offsets,
+    first_output_time,
+    produce,
+    produce_live,
+    read_outputs,
+    verify_outputs,
+    verify_tables,
+)
+from bench.procstats import cpu_seconds, free_port, invsync_events, loadavg, vm_hwm_kb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-CONTENDERS = {
+CONTENDERS: dict[str, tuple[str, list[str]]] = {
     "a": (
-        "raw aiokafka passthrough (getmany, orjson)",
+        "raw aiokafka consume → produce passthrough",
         [sys.executable, "-m", "bench.workers.raw"],
     ),
     "b": (
-        "Faust naive: per-event table write + send",
+        "naive Faust agent (table write + send per event)",
         [sys.executable, "-m", "bench.workers.faust_naive"],
     ),
     "c": (
-        "Faust batched: per-partition batches, 1 write/key/batch",
+        "batched Faust (the harness's reference design)",
         [sys.executable, "-m", "bench.workers.faust_best"],
     ),
+    "q": (
+        f"Quix Streams {quixenv.QUIX_VERSION} `apply(stateful=True)` → `to_topic`",
+        ["{quix-python}", "-m", "bench.workers.quix"],
+    ),
 }
-
-
-def vm_hwm_kb(pid: int) -> int:
-    """Peak RSS of pid and its descendants (sum of VmHWM, kB)."""
-    total = 0
-    pids = [pid]
-    try:
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
-        ).stdout
-        pids += [int(p) for p in out.split()]
-    except Exception:
-        pass
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-class Kafka:
-    def __init__(self, bootstrap: str):
-        self.bs = bootstrap
-        self.admin: AIOKafkaAdminClient | None = None
-
-    async def start(self) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bs)
-        await self.admin.start()
-
-    async def stop(self) -> None:
-        if self.admin:
-            await self.admin.close()
-
-    async def create(self, name: str, partitions: int) -> None:
-        await self.admin.create_topics([NewTopic(name, partitions, 1)])
-        # wait until metadata sees it
-        for _ in range(50):
-            md = await self.admin.describe_topics([name])
-            if (
-                md
-                and md[0].get("error_code", 0) == 0
-                and len(md[0].get("partitions", [])) == partitions
-            ):
-                return
-            await asyncio.sleep(0.1)
-
-    async def committed(self, group: str, topic: str) -> int:
-        try:
-            offs = await self.admin.list_consumer_group_offsets(group)
-        except Exception:
-            return 0
-        return sum(m.offset for tp, m in offs.items() if tp.topic == topic and m.offset > 0)
-
-
-async def end_offsets(bs: str, topic: str, partitions: int) -> dict[int, int]:
-    c = AIOKafkaConsumer(bootstrap_servers=bs)
-    await c.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        eo = await c.end_offsets(tps)
-        return {tp.partition: o for tp, o in eo.items()}
-    finally:
-        await c.stop()
-
-
-async def produce(bs: str, topic: str, n: int, k: int) -> float:
-    p = AIOKafkaProducer(bootstrap_servers=bs, linger_ms=20, max_batch_size=512 * 1024, acks=1)
-    await p.start()
-    t0 = time.time()
-    try:
-        futs = []
-        for key, ev in gen_events(n, k):
-            futs.append(await p.send(topic, orjson.dumps(ev), key=key))
-        await p.flush()
-    finally:
-        await p.stop()
-    return time.time() - t0
-
-
-async def produce_live(
-    bs: str, topic: str, rate: int, seconds: float, k: int, start_id: int
-) -> int:
-    """Paced producer, occurredAt = send time."""
-    p = AIOKafkaProducer(bootstrap_servers=bs, linger_ms=0, acks=1)
-    await p.start()
-    n = int(rate * seconds)
-    tick = 0.005
-    per_tick = max(1, int(rate * tick))
-    try:
-        it = gen_events(n, k, seed=11, live=True, start_id=start_id)
-        t0 = time.perf_counter()
-        sent = 0
-        for key, ev in it:
-            ev["occurredAt"] = iso_now()
-            await p.send(topic, orjson.dumps(ev), key=key)
-            sent += 1
-            if sent % per_tick == 0:
-                target = t0 + sent / rate
-                d = target - time.perf_counter()
-                if d > 0:
-                    await asyncio.sleep(d)
-        await p.flush()
-    finally:
-        await p.stop()
-    return n
-
-
-async def read_outputs(
-    bs: str,
-    topic: str,
-    partitions: int,
-    since_offsets: dict[int, int],
-    until_offsets: dict[int, int] | None = None,
-) -> list[float]:
-    """Latencies (ms) of output records after since_offsets."""
-    c = AIOKafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False)
-    await c.start()
-    lat: list[float] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, since_offsets.get(tp.partition, 0))
-        ends = until_offsets or await end_offsets(bs, topic, partitions)
-        remaining = {p for p in range(partitions) if ends.get(p, 0) > since_offsets.get(p, 0)}
-        pos = dict(since_offsets)
-        deadline = time.time() + 30
-        while remaining and time.time() < deadline:
-            batch = await c.getmany(timeout_ms=500, max_records=20000)
-            for tp, recs in batch.items():
-                for r in recs:
-                    v = orjson.loads(r.value)
-                    asof = v.get("asOf") or v.get("occurredAt")
-                    if asof:
-                        lat.append(r.timestamp - parse_ts(asof) * 1000.0)
-                    pos[tp.partition] = r.offset + 1
-                if pos.get(tp.partition, 0) >= ends.get(tp.partition, 0):
-                    remaining.discard(tp.partition)
-    finally:
-        await c.stop()
-    return lat
-
-
-async def read_all(bs: str, topic: str, partitions: int) -> list[Any]:
-    """All records of a topic (ConsumerRecord list)."""
-    ends = await end_offsets(bs, topic, partitions)
-    c = AIOKafkaConsumer(
-        bootstrap_servers=bs, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await c.start()
-    out: list[Any] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        pos = {p: 0 for p in range(partitions)}
-        deadline = time.time() + 30
-        while any(pos[p] < ends[p] for p in pos) and time.time() < deadline:
-            for tp, recs in (await c.getmany(timeout_ms=500, max_records=50000)).items():
-                out.extend(recs)
-                if recs:
-                    pos[tp.partition] = recs[-1].offset + 1
-    finally:
-        await c.stop()
-    return out
-
-
-async def verify_tables(bs: str, src: str, changelog: str, partitions: int) -> str:
-    """Changelog partition == source partition of the key, and the final table
-    state (last changelog value per key) == a clean fold of the input."""
-    from bench.common import apply
-
-    inp = await read_all(bs, src, partitions)
-    expected: dict[bytes, Any] = {}
-    src_part: dict[bytes, int] = {}
-    for r in sorted(inp, key=lambda r: (r.partition, r.offset)):
-        src_part[r.key] = r.partition
-        expected[r.key], _ = apply(expected.get(r.key), orjson.loads(r.value), r.offset)
-    cl = await read_all(bs, changelog, partitions)
-    final: dict[bytes, Any] = {}
-    wrong_part = 0
-    for r in sorted(cl, key=lambda r: (r.partition, r.offset)):
-        if src_part.get(r.key) != r.partition:
-            wrong_part += 1
-        final[r.key] = orjson.loads(r.value) if r.value is not None else None
-    bad = sum(
-        1
-        for k, st in expected.items()
-        if final.get(k) is None or final[k]["onHand"] != st["onHand"]
-    )
-    return (
-        f"changelog {len(cl)} recs, wrong partition {wrong_part}, "
-        f"keys {len(expected)}, wrong final onHand {bad}"
-    )
+INVSYNC = {
+    "d": ("invsync worker, debounce 0", {"INVSYNC_DEBOUNCE_MS": "0", "INVSYNC_MAX_DELAY_MS": "0"}),
+    "e": ("invsync worker, defaults 500/5000 ms", {}),
+}
 
 
 def pct(xs: list[float], q: float) -> float | None:
@@ -270,22 +98,9 @@ def pct(xs: list[float], q: float) -> float | None:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-async def run_contender(
-    args: argparse.Namespace,
-    kafka: Kafka,
-    code: str,
-    name: str,
-    cmd: list[str],
-    src: str,
-    run_id: str,
-    n: int,
-    next_id: int,
-) -> dict[str, Any]:
-    group = f"bench-{run_id}-{code}"
-    out = f"bench-out-{run_id}-{code}"
-    await kafka.create(out, args.partitions)
-    status = Path(f"/tmp/perf/status-{group}.jsonl")
-    status.unlink(missing_ok=True)
+def contender_env(
+    args: argparse.Namespace, src: str, out: str, group: str, status: Path, n: int
+) -> dict[str, str]:
     envv = dict(os.environ)
     envv.update(
         {
@@ -302,102 +117,146 @@ async def run_contender(
             "INVSYNC_TOPIC_STOCK_EVENTS": src,
             "INVSYNC_TOPIC_INVENTORY": out,
             "INVSYNC_DATA_DIR": f"/tmp/perf/invsync-data/{group}",
+            "INVSYNC_CALLBACK_AUTH": "none",
+            "INVSYNC_TOPIC_PARTITIONS": str(args.partitions),
             "PYTHONPATH": f"{ROOT}:{envv.get('PYTHONPATH', '')}",
         }
     )
     for kv in args.worker_env:
         k_, v_ = kv.split("=", 1)
         envv[k_] = v_
+    return envv
+
+
+def read_status(status: Path) -> tuple[float | None, float | None]:
+    first = done = None
+    if status.exists():
+        for line in status.read_bytes().splitlines():
+            d = orjson.loads(line)
+            first = first or d.get("first")
+            done = done or d.get("done")
+    return first, done
+
+
+async def run_contender(
+    args: argparse.Namespace,
+    kafka: Kafka,
+    code: str,
+    name: str,
+    cmd: list[str],
+    extra_env: dict[str, str],
+    src: str,
+    run_id: str,
+    n: int,
+) -> dict[str, Any]:
+    group = f"bench-{run_id}-{code}"
+    out = f"bench-out-{run_id}-{code}"
+    await kafka.create(out, args.partitions)
+    status = Path(f"/tmp/perf/status-{group}.jsonl")
+    status.unlink(missing_ok=True)
+    envv = contender_env(args, src, out, group, status, n)
+    envv.update(extra_env)
+    invsync = code in INVSYNC
+    port = free_port() if invsync else 0
+    if invsync:
+        envv["INVSYNC_WEB_PORT"] = str(port)
+        Path(envv["INVSYNC_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     if args.profile:
         prof = f"/tmp/perf/profile-{group}.txt"
-        cmd = [
-            str(Path(sys.executable).parent / "py-spy"),
-            "record",
-            "--format",
-            "raw",
-            "-r",
-            "200",
-            "-o",
-            prof,
-            "--",
-        ] + cmd
+        spy = str(Path(sys.executable).parent / "py-spy")
+        cmd = [spy, "record", "--format", "raw", "-r", "200", "-o", prof, "--", *cmd]
     logf = open(f"/tmp/perf/worker-{group}.log", "wb")
     t_launch = time.time()
     proc = subprocess.Popen(
         cmd, env=envv, cwd=str(ROOT), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
     )
     res: dict[str, Any] = {"code": code, "name": name, "load_before": loadavg()}
-    first = done = None
-    t_first_commit = t_commit_end = None
-    deadline = t_launch + args.max_seconds + 30  # startup allowance
+    first = done = seen = None
+    cpu_first = cpu_end = None
+    t_commit_end = None
+    deadline = t_launch + args.max_seconds + 60  # startup allowance
     try:
         while time.time() < deadline:
             await asyncio.sleep(0.1)
             if proc.poll() is not None:
                 res["error"] = f"worker exited rc={proc.returncode}"
                 break
-            if status.exists():
-                for line in status.read_bytes().splitlines():
-                    d = orjson.loads(line)
-                    first = first or d.get("first")
-                    done = done or d.get("done")
+            cpu = cpu_seconds(proc.pid)
+            if invsync:
+                seen = invsync_events(port)
+                if seen and first is None:
+                    first = time.time()
+                if seen is not None and seen >= n and done is None:
+                    done = time.time()
+            else:
+                first, done = read_status(status)
+            if first is not None and cpu_first is None:
+                cpu_first = cpu
             c = await kafka.committed(group, src)
-            if c > 0 and t_first_commit is None:
-                t_first_commit = time.time()
+            if args.timeline and first is not None:
+                seen_now = seen if invsync else None
+                print(
+                    f"[{code}] t={time.time() - first:6.2f}s processed={seen_now} "
+                    f"committed={c} cpu={cpu - (cpu_first or cpu):.2f}s",
+                    file=sys.stderr,
+                )
             if c >= n:
-                t_commit_end = time.time()
+                t_commit_end, cpu_end = time.time(), cpu
                 break
             if first and time.time() - first > args.max_seconds:
                 res["error"] = (
                     f"not done in {args.max_seconds:.0f}s (committed {c}/{n}; rates are partial)"
                 )
                 res["eps_commit"] = c / (time.time() - first)
-                if status.exists():
-                    res["eps_processed"] = None
                 break
         res["load_during"] = loadavg()
-        # the external worker reports nothing: first consumption ~ first output record
-        if first is None:
-            eo = await end_offsets(args.bootstrap, out, args.partitions)
-            if sum(eo.values()):
-                c2 = AIOKafkaConsumer(
-                    bootstrap_servers=args.bootstrap, auto_offset_reset="earliest"
-                )
-                await c2.start()
-                c2.assign([TopicPartition(out, p) for p in range(args.partitions)])
-                b = await c2.getmany(timeout_ms=2000, max_records=1000)
-                await c2.stop()
-                ts = [r.timestamp / 1000 for recs in b.values() for r in recs]
-                if ts:
-                    first = min(ts)
-            first = first or t_first_commit
+        if invsync:
+            # the poll sees the first consumption up to 0.1 s late: the first output is earlier
+            shown = await first_output_time(args.bootstrap, out, args.partitions)
+            if shown is not None and (first is None or shown < first):
+                first = shown
         if first and t_commit_end:
             res["eps_commit"] = n / (t_commit_end - first)
         if first and done:
             res["eps_processed"] = n / (done - first)
+        if cpu_first is not None and cpu_end is not None:
+            res["cpu_s"] = cpu_end - cpu_first
         res["startup_s"] = (first - t_launch) if first else None
         out_backlog = await end_offsets(args.bootstrap, out, args.partitions)
         res["out_ratio"] = sum(out_backlog.values()) / n
         # --- latency phase: paced live events on the running worker
         if args.latency_seconds > 0 and t_commit_end and proc.poll() is None:
             m = await produce_live(
-                args.bootstrap, src, args.latency_rate, args.latency_seconds, args.keys, next_id
+                args.bootstrap, src, args.latency_rate, args.latency_seconds, args.keys, n
             )
-            target = n + m
             t_end = time.time() + 15
-            while time.time() < t_end and await kafka.committed(group, src) < target:
+            while time.time() < t_end and await kafka.committed(group, src) < n + m:
                 await asyncio.sleep(0.2)
             await asyncio.sleep(args.settle)  # let debounced outputs come out
             lat = await read_outputs(args.bootstrap, out, args.partitions, out_backlog)
             res["lat_n"] = len(lat)
             res["p50"], res["p99"] = pct(lat, 0.5), pct(lat, 0.99)
-            # the live events advance the committed offset beyond n for the next contender? no:
-            # each contender has its own group, but the topic now holds n+m events.
         res["rss_mb"] = vm_hwm_kb(proc.pid) / 1024
         if code in ("b", "c") and t_commit_end:
             await asyncio.sleep(0.5)
             res["verify"] = await verify_tables(
                 args.bootstrap, src, f"{group}-stock-changelog", args.partitions
+            )
+        if code != "a" and t_commit_end:
+            # outputs are checked once the worker caught up with the live phase too
+            target = sum((await end_offsets(args.bootstrap, src, args.partitions)).values())
+            t_end = time.time() + 60
+            while time.time() < t_end and await kafka.committed(group, src) < target:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(args.settle)
+            res["verify"] = " ".join(
+                filter(
+                    None,
+                    [
+                        res.get("verify"),
+                        await verify_outputs(args.bootstrap, src, out, args.partitions),
+                    ],
+                )
             )
     finally:
         if args.profile and proc.poll() is None:
@@ -421,30 +280,54 @@ def fmt(v: Any, f: str = "{:,.0f}") -> str:
     return "—" if v is None else f.format(v)
 
 
+def command_for(args: argparse.Namespace, code: str) -> tuple[str, list[str], dict[str, str]] | str:
+    """(name, command, extra env) of a contender, or why it is skipped (one line)."""
+    if code in INVSYNC:
+        name, extra = INVSYNC[code]
+        worker = args.worker_cmd or f"{Path(sys.executable).parent / 'invsync'} worker"
+        return name, shlex.split(worker), dict(extra)
+    if code not in CONTENDERS:
+        return f"unknown contender {code!r} (known: {', '.join([*CONTENDERS, *INVSYNC])})"
+    name, cmd = CONTENDERS[code]
+    if code == "q":
+        python, why = quixenv.ensure()
+        if python is None:
+            return f"Quix Streams skipped: its venv could not be built: {why}"
+        cmd = [str(python), *cmd[1:]]
+    return name, cmd, {}
+
+
+def ratios(rows: list[dict[str, Any]]) -> str:
+    by = {r["code"]: r for r in rows}
+    lines = []
+    for mine in ("d", "e"):
+        for peer in ("a", "q"):
+            if mine in by and peer in by:
+                x, y = by[mine].get("eps_commit"), by[peer].get("eps_commit")
+                if x and y:
+                    lines.append(f"committed/s ({mine})/({peer}) = {x / y:.2f}")
+    return "".join(f"- {line}\n" for line in lines)
+
+
 async def amain(args: argparse.Namespace) -> int:
     kafka = Kafka(args.bootstrap)
     await kafka.start()
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
+    rows = []
     try:
-        codes = args.contenders.split(",")
-        rows = []
-        for i, code in enumerate(codes):
+        for code in args.contenders.split(","):
+            found = command_for(args, code)
+            if isinstance(found, str):
+                print(f"[{code}] {found}", file=sys.stderr)
+                continue
+            name, cmd, extra = found
             # fresh input topic per contender: identical data (same seed), and the
             # latency phase of one contender cannot change another's backlog
             src = f"bench-in-{run_id}-{code}"
             await kafka.create(src, args.partitions)
             pt = await produce(args.bootstrap, src, args.events, args.keys)
             print(f"[{code}] produced {args.events} events to {src} in {pt:.1f}s", file=sys.stderr)
-            if code == "d":
-                if not args.worker_cmd:
-                    print("[d] skipped: no --worker-cmd", file=sys.stderr)
-                    continue
-                name, cmd = f"external: `{args.worker_cmd}`", shlex.split(args.worker_cmd)
-            else:
-                name, cmd = CONTENDERS[code]
-            r = await run_contender(
-                args, kafka, code, name, cmd, src, run_id, args.events, args.events
-            )
+            r = await run_contender(args, kafka, code, name, cmd, extra, src, run_id, args.events)
             print(f"[{code}] {r}", file=sys.stderr)
             rows.append(r)
     finally:
@@ -456,24 +339,27 @@ async def amain(args: argparse.Namespace) -> int:
         f"{args.latency_seconds}s\n\n"
     )
     table = (
-        "| contender | events/s (processed) | events/s (committed) | startup s | out/in | "
-        "p50 ms | p99 ms | peak RSS MB | load avg before → during | note |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
+        "| contender | committed/s | processed/s | CPU s | RSS MB | p50 ms | p99 ms | "
+        "out/in | startup s | load avg before → during | note |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
     )
     for r in rows:
         table += (
-            f"| ({r['code']}) {r['name']} | {fmt(r.get('eps_processed'))} | {fmt(r.get('eps_commit'))} | "
-            f"{fmt(r.get('startup_s'), '{:.1f}')} | {fmt(r.get('out_ratio'), '{:.3f}')} | "
-            f"{fmt(r.get('p50'), '{:.1f}')} | {fmt(r.get('p99'), '{:.1f}')} | "
-            f"{fmt(r.get('rss_mb'), '{:.0f}')} | {r.get('load_before')} → {r.get('load_during')} | "
-            f"{r.get('error', '')} {r.get('verify', '')} |\n"
+            f"| ({r['code']}) {r['name']} | {fmt(r.get('eps_commit'))} | "
+            f"{fmt(r.get('eps_processed'))} | {fmt(r.get('cpu_s'), '{:.1f}')} | "
+            f"{fmt(r.get('rss_mb'), '{:.0f}')} | {fmt(r.get('p50'), '{:.1f}')} | "
+            f"{fmt(r.get('p99'), '{:.1f}')} | {fmt(r.get('out_ratio'), '{:.3f}')} | "
+            f"{fmt(r.get('startup_s'), '{:.1f}')} | {r.get('load_before')} → "
+            f"{r.get('load_during')} | {r.get('error', '')} {r.get('verify', '')} |\n"
         )
     for var in ("BENCH_FAUST_CONF", "BENCH_DESIGN", "BENCH_SEND", "BENCH_SPINNER", "BENCH_UVLOOP"):
         if os.environ.get(var):
             hdr += f"{var}={os.environ[var]}\n\n"
+    if args.worker_env:
+        hdr += f"invsync worker env: {' '.join(args.worker_env)}\n\n"
     if args.profile:
         hdr += "(workers ran under py-spy: throughput is lower than unprofiled)\n\n"
-    text = hdr + table
+    text = hdr + table + "\n" + ratios(rows)
     print(text)
     outdir = HERE / "results"
     outdir.mkdir(exist_ok=True)
@@ -491,10 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:29092")
     )
-    ap.add_argument("--contenders", default="a,b,c,d")
-    ap.add_argument("--worker-cmd", default=None, help='external worker, e.g. "invsync worker"')
+    ap.add_argument("--contenders", default="a,b,q,d,e")
     ap.add_argument(
-        "--worker-env", action="append", default=[], help="KEY=VALUE for the worker (repeatable)"
+        "--worker-cmd", default=None, help="invsync worker command (default: this venv's)"
+    )
+    ap.add_argument(
+        "--worker-env", action="append", default=[], help="KEY=VALUE for the workers (repeatable)"
     )
     ap.add_argument(
         "--max-seconds", type=float, default=60.0, help="per contender, after first consumption"
@@ -505,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile", action="store_true", help="run workers under py-spy (raw stacks in /tmp/perf)"
     )
+    ap.add_argument(
+        "--timeline", action="store_true", help="print processed/committed every poll (stderr)"
+    )
     args = ap.parse_args(argv)
+    Path("/tmp/perf").mkdir(exist_ok=True)
     return asyncio.run(amain(args))
 
 
