@@ -28,8 +28,8 @@ from models.events import (
     InventoryUpdate,
     StockEvent,
     decode_command,
-    decode_stock_event,
 )
+from models.fastdecode import decode_stock_event_fast
 from models.inventory import KeyState, SafetyStock
 from streams import fastpath, faustcompat
 from streams.deadletters import DeadLetters, Message, Send
@@ -75,25 +75,26 @@ class InventoryAgent(PublishingAgent[KeyState, InventoryUpdate]):
     async def process(self, messages: Sequence[Message]) -> None:
         """Apply a batch; returns once its outputs and state writes are acknowledged."""
         inputs: list[Input] = []
-        source: dict[int, Message] = {}
+        decoded: list[Message] = []
         stock_topic = self.engine.stock_topic
         for msg in messages:
             try:
                 item: StockEvent | InventoryCommand
                 if msg.topic == stock_topic:
-                    item = decode_stock_event(msg.key, msg.value or b"")
+                    item = decode_stock_event_fast(msg.key, msg.value or b"")
                 else:
                     item = decode_command(msg.key, msg.value or b"")
             except DecodeError as exc:
                 await self.dead_letters.reject(msg, exc)
                 continue
-            inp = Input(msg.topic, msg.partition, msg.offset, item)
-            source[id(inp)] = msg
-            inputs.append(inp)
+            inputs.append(Input(msg.topic, msg.partition, msg.offset, item))
+            decoded.append(msg)
         async with self.lock:
             applied = self.engine.apply(inputs, self.clock())
-            for rejection in applied.rejected:
-                await self.dead_letters.reject(source[id(rejection.input)], rejection.error)
+            if applied.rejected:
+                source = {id(inp): msg for inp, msg in zip(inputs, decoded, strict=True)}
+                for rejection in applied.rejected:
+                    await self.dead_letters.reject(source[id(rejection.input)], rejection.error)
             # Counted per batch, not per event: a labelled counter costs a lookup and a lock.
             for counts, metric in (
                 (applied.stock, self.metrics.stock_events),
