@@ -164,7 +164,8 @@ async def run_contender(
     if args.profile:
         prof = f"/tmp/perf/profile-{group}.txt"
         spy = str(Path(sys.executable).parent / "py-spy")
-        cmd = [spy, "record", "--format", "raw", "-r", "200", "-o", prof, "--", *cmd]
+        gil = ["--gil"] if args.profile == "gil" else []
+        cmd = [spy, "record", *gil, "--format", "raw", "-r", "200", "-o", prof, "--", *cmd]
     logf = open(f"/tmp/perf/worker-{group}.log", "wb")
     t_launch = time.time()
     proc = subprocess.Popen(
@@ -391,7 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-seconds", type=float, default=4.0)
     ap.add_argument("--settle", type=float, default=1.0)
     ap.add_argument(
-        "--profile", action="store_true", help="run workers under py-spy (raw stacks in /tmp/perf)"
+        "--profile",
+        nargs="?",
+        const="wall",
+        choices=["wall", "gil"],
+        help="run workers under py-spy (raw stacks in /tmp/perf); gil: only samples that "
+        "hold the GIL (where the CPU goes, not the waits)",
     )
     ap.add_argument(
         "--timeline", action="store_true", help="print processed/committed every poll (stderr)"

@@ -29,6 +29,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     # Ours until the worker starts; then Faust applies the same config to its own set-up.
     logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")  # the event loop policy: Faust's threads get uvloop too
     asyncio.run(ensure_topics(settings))
     runtime = create_app(settings)
     worker = Worker(

@@ -349,6 +349,8 @@ def expire_reservations(
 
 def reserved(state: KeyState) -> int:
     """Units reserved, not yet picked, that the base still counts."""
+    if not state.reservations:
+        return 0
     if state.absorb_before is None:
         return sum(r.open for r in state.reservations.values())
     return sum(r.open for r in state.reservations.values() if not absorbed(state, r))

@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     # Where the inventory table keeps its states: `rocksdb` (under data_dir, reopened at a
     # restart: only the changelog's tail is read) or `memory` (the whole changelog is).
     state_store: Literal["rocksdb", "memory"] = "rocksdb"
+    # The worker's event loop: uvloop does the loop's own work in C (README "Performance").
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     log_level: str = Field("info", pattern=r"^(?i:debug|info|warning|error)$")
     log_format: str = Field("text", pattern=r"^(?i:text|json)$")  # json: one object a line
 
