@@ -84,6 +84,9 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
         "producer_linger_ms": 2,
+        # A batch's changelog writes and outputs go out in few produce batches (16 KB
+        # by default: dozens per partition per batch at the backlog's rate).
+        "producer_max_batch_size": 256 * 1024,
         # A killed worker's partitions move after 10 s, not Faust's default 60 s.
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,

@@ -30,7 +30,7 @@ from typing import Any
 
 from faust.types import TP, Message
 
-from streams.faustcompat import current_event, install_drainer
+from streams.faustcompat import ack_batch, current_event, install_drainer
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,6 @@ def install(
         q = _queue()
         consumer = app.consumer
         unacked = consumer._unacked_messages
-        ack = consumer.ack
         create_event = app.create_event
         flow = app.flow_control
         while not app.should_stop:
@@ -148,8 +147,7 @@ def install(
                     raise
                 finally:
                     current_event.reset(token)
-                for m in msgs:
-                    ack(m)
+                ack_batch(consumer, msgs)
 
     app.task(_batch_loop)
 

@@ -20,7 +20,8 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
   the instance for a table kept on disk (`attach_store`);
 * `faust.streams._current_event`, set around a batch;
 * the partition assignor's `changelog_distribution` (each member's advertised URL and
-  the table partitions it holds), read by the pre-order lookup.
+  the table partitions it holds), read by the pre-order lookup;
+* `Consumer.ack`'s bookkeeping, done for a whole batch at once (`ack_batch`).
 
 `check_version()` runs when the app is built: on a version these were not written for,
 the worker stops with one clear line instead of misbehaving later.
@@ -38,12 +39,15 @@ import faust
 from aiokafka.structs import TopicPartition
 from faust.streams import _current_event as current_event
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from models.errors import InvsyncError
 
 __all__ = [
     "SUPPORTED",
     "FaustVersionError",
+    "ack_batch",
     "attach_store",
     "bound_fetch_wait",
     "check_version",
@@ -296,6 +300,45 @@ def seek_uncommitted_from_start() -> None:
 
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     Consumer._invsync_seek_patched = True  # type: ignore[attr-defined]
+
+
+# --- acks -------------------------------------------------------------------------------
+
+
+def ack_batch(consumer: Any, messages: list[Any]) -> None:
+    """`Consumer.ack` for each of ``messages``, under one hold of Faust's ack lock and
+    with one wake-up of a waiter (the fast path acks thousands at a time; per message,
+    the lock, the lookups and the notify cost more than the rest of the ack)."""
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    committed_offset = consumer._committed_offset
+    acked_index = consumer._acked_index
+    acked = consumer._acked
+    unacked = consumer._unacked_messages
+    n_acked = 0
+    notified = False
+    with ack_lock:
+        try:
+            for message in messages:
+                if message.acked:
+                    continue
+                message.acked = True
+                if not acks_enabled_for(message.topic):
+                    continue
+                notified = True
+                tp = message.tp
+                offset = message.offset
+                committed = committed_offset[tp]
+                if committed is None or offset >= committed:
+                    index = acked_index[tp]
+                    if offset not in index:
+                        unacked.discard(message)
+                        index.add(offset)
+                        acked[tp].append(offset)
+                        n_acked += 1
+        finally:
+            consumer._n_acked += n_acked
+            if notified:
+                notify(consumer._waiting_for_ack)
 
 
 # --- the drainer ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Generic, Protocol, TypeVar
 
 from models.publishing import Publication, Publisher, StateWrite
 from streams.deadletters import Send
+from streams.kafka import acknowledged
 from streams.state import StateTable
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class PublishingAgent(Generic[S, U]):
         if pubs:
             acks = [await self._publish(p.key.encode("utf-8"), p.update.encode()) for p in pubs]
             try:
-                await asyncio.gather(*acks)
+                await acknowledged(acks)
             except BaseException:
                 self.engine.unpublished(pubs, now)
                 raise

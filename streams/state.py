@@ -57,6 +57,7 @@ from streams.faustcompat import (
     replace_store_dict,
     restore_in_batches,
 )
+from streams.kafka import acknowledged
 from streams.store import UNCHECKED, KeyStore, group_offsets, records_of
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ class StateTable:
             )
         self._unpin()
         if acks:
-            done = await asyncio.gather(*acks)
+            done = await acknowledged(acks)
             if disk is not None:  # only now: the changelog holds them
                 disk.write(entries, group_offsets(done))
                 decoded = self._decoded

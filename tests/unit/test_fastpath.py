@@ -62,3 +62,73 @@ def test_every_message_is_kept_once_and_each_partition_in_order(
     )
     for _, ms in out:
         assert len({m.generation_id for m in ms}) <= 1
+
+
+# --- ack_batch: Faust's Consumer.ack, a batch at a time ---------------------------------
+
+
+class _Topics:
+    def acks_enabled_for(self, topic: str) -> bool:
+        return topic != "no-acks"
+
+
+class _App:
+    topics = _Topics()
+
+
+class _Consumer:
+    """The attributes `Consumer.ack` reads and writes."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        from collections import defaultdict
+        from weakref import WeakSet
+
+        self.app = _App()
+        self._committed_offset: dict[TP, int | None] = defaultdict(lambda: None, committed)
+        self._acked_index: dict[TP, set[int]] = defaultdict(set)
+        self._acked: dict[TP, list[int]] = defaultdict(list)
+        self._unacked_messages: WeakSet[object] = WeakSet()
+        self._n_acked = 0
+        self._waiting_for_ack = None
+
+    def seen(self) -> tuple[object, ...]:
+        return (
+            dict(self._acked_index),
+            dict(self._acked),
+            self._n_acked,
+            len(self._unacked_messages),
+        )
+
+
+class _Message:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.offset = topic, offset
+        self.tp = TP(topic, partition)
+        self.acked = False
+
+
+messages_st = st.lists(
+    st.tuples(st.sampled_from(["stock", "no-acks"]), st.integers(0, 1), st.integers(0, 8)),
+    max_size=30,
+)
+
+
+@given(specs=messages_st, committed=st.one_of(st.none(), st.integers(0, 6)), pre=st.integers(0, 5))
+def test_ack_batch_does_what_faust_consumer_ack_does_per_message(
+    specs: list[tuple[str, int, int]], committed: int | None, pre: int
+) -> None:
+    from faust.transport.consumer import Consumer
+
+    from streams.faustcompat import ack_batch
+
+    outcome = []
+    for ack_all in (lambda c, ms: [Consumer.ack(c, m) for m in ms], ack_batch):
+        consumer = _Consumer({TP("stock", 0): committed})
+        msgs = [_Message(*spec) for spec in specs]
+        for m in msgs[:pre]:
+            m.acked = True  # acked before (a repeat)
+        for m in msgs:
+            consumer._unacked_messages.add(m)
+        ack_all(consumer, msgs)  # type: ignore[operator]
+        outcome.append((consumer.seen(), [m.acked for m in msgs]))
+    assert outcome[0] == outcome[1]
