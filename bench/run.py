@@ -160,7 +160,9 @@ async def run_contender(
     port = free_port() if invsync else 0
     if invsync:
         envv["INVSYNC_WEB_PORT"] = str(port)
-        Path(envv["INVSYNC_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    # Faust creates its data dir without parents
+    for data in (f"/tmp/perf/faust-data/{group}", envv["INVSYNC_DATA_DIR"]):
+        Path(data).mkdir(parents=True, exist_ok=True)
     if args.profile:
         prof = f"/tmp/perf/profile-{group}.txt"
         spy = str(Path(sys.executable).parent / "py-spy")
