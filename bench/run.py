@@ -63,6 +63,7 @@ from bench.kafkaio import (
     verify_tables,
 )
 from bench.procstats import cpu_seconds, free_port, invsync_events, loadavg, vm_hwm_kb
+from bench.report import pct, render
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -88,14 +89,12 @@ CONTENDERS: dict[str, tuple[str, list[str]]] = {
 INVSYNC = {
     "d": ("invsync worker, debounce 0", {"INVSYNC_DEBOUNCE_MS": "0", "INVSYNC_MAX_DELAY_MS": "0"}),
     "e": ("invsync worker, defaults 500/5000 ms", {}),
+    # another build of the worker (--baseline-cmd), e.g. main before a change
+    "z": (
+        "baseline invsync worker, debounce 0",
+        {"INVSYNC_DEBOUNCE_MS": "0", "INVSYNC_MAX_DELAY_MS": "0"},
+    ),
 }
-
-
-def pct(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def contender_env(
@@ -279,15 +278,15 @@ async def run_contender(
     return res
 
 
-def fmt(v: Any, f: str = "{:,.0f}") -> str:
-    return "—" if v is None else f.format(v)
-
-
 def command_for(args: argparse.Namespace, code: str) -> tuple[str, list[str], dict[str, str]] | str:
     """(name, command, extra env) of a contender, or why it is skipped (one line)."""
     if code in INVSYNC:
         name, extra = INVSYNC[code]
         worker = args.worker_cmd or f"{Path(sys.executable).parent / 'invsync'} worker"
+        if code == "z":
+            if not args.baseline_cmd:
+                return "skipped: no --baseline-cmd"
+            name, worker = f"{name}: `{args.baseline_cmd}`", args.baseline_cmd
         return name, shlex.split(worker), dict(extra)
     if code not in CONTENDERS:
         return f"unknown contender {code!r} (known: {', '.join([*CONTENDERS, *INVSYNC])})"
@@ -298,18 +297,6 @@ def command_for(args: argparse.Namespace, code: str) -> tuple[str, list[str], di
             return f"Quix Streams skipped: its venv could not be built: {why}"
         cmd = [str(python), *cmd[1:]]
     return name, cmd, {}
-
-
-def ratios(rows: list[dict[str, Any]]) -> str:
-    by = {r["code"]: r for r in rows}
-    lines = []
-    for mine in ("d", "e"):
-        for peer in ("a", "q"):
-            if mine in by and peer in by:
-                x, y = by[mine].get("eps_commit"), by[peer].get("eps_commit")
-                if x and y:
-                    lines.append(f"committed/s ({mine})/({peer}) = {x / y:.2f}")
-    return "".join(f"- {line}\n" for line in lines)
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -335,34 +322,7 @@ async def amain(args: argparse.Namespace) -> int:
             rows.append(r)
     finally:
         await kafka.stop()
-    hdr = (
-        f"Run {run_id}: {args.events:,} events, {args.keys:,} keys (Zipf s=1.1), "
-        f"{args.partitions} partitions, broker {args.bootstrap}, {os.cpu_count()} CPUs, "
-        f"Python {sys.version.split()[0]}; latency phase {args.latency_rate}/s for "
-        f"{args.latency_seconds}s\n\n"
-    )
-    table = (
-        "| contender | committed/s | processed/s | CPU s | RSS MB | p50 ms | p99 ms | "
-        "out/in | startup s | load avg before → during | note |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
-    )
-    for r in rows:
-        table += (
-            f"| ({r['code']}) {r['name']} | {fmt(r.get('eps_commit'))} | "
-            f"{fmt(r.get('eps_processed'))} | {fmt(r.get('cpu_s'), '{:.1f}')} | "
-            f"{fmt(r.get('rss_mb'), '{:.0f}')} | {fmt(r.get('p50'), '{:.1f}')} | "
-            f"{fmt(r.get('p99'), '{:.1f}')} | {fmt(r.get('out_ratio'), '{:.3f}')} | "
-            f"{fmt(r.get('startup_s'), '{:.1f}')} | {r.get('load_before')} → "
-            f"{r.get('load_during')} | {r.get('error', '')} {r.get('verify', '')} |\n"
-        )
-    for var in ("BENCH_FAUST_CONF", "BENCH_DESIGN", "BENCH_SEND", "BENCH_SPINNER", "BENCH_UVLOOP"):
-        if os.environ.get(var):
-            hdr += f"{var}={os.environ[var]}\n\n"
-    if args.worker_env:
-        hdr += f"invsync worker env: {' '.join(args.worker_env)}\n\n"
-    if args.profile:
-        hdr += "(workers ran under py-spy: throughput is lower than unprofiled)\n\n"
-    text = hdr + table + "\n" + ratios(rows)
+    text = render(args, run_id, rows)
     print(text)
     outdir = HERE / "results"
     outdir.mkdir(exist_ok=True)
@@ -383,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contenders", default="a,b,q,d,e")
     ap.add_argument(
         "--worker-cmd", default=None, help="invsync worker command (default: this venv's)"
+    )
+    ap.add_argument(
+        "--baseline-cmd",
+        default=None,
+        help="contender z: another invsync worker build to compare (debounce 0)",
     )
     ap.add_argument(
         "--worker-env", action="append", default=[], help="KEY=VALUE for the workers (repeatable)"
