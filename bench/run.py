@@ -145,11 +145,11 @@ async def run_contender(
     cmd: list[str],
     extra_env: dict[str, str],
     src: str,
-    run_id: str,
+    tag: str,
     n: int,
 ) -> dict[str, Any]:
-    group = f"bench-{run_id}-{code}"
-    out = f"bench-out-{run_id}-{code}"
+    group = f"bench-{tag}"
+    out = f"bench-out-{tag}"
     await kafka.create(out, args.partitions)
     status = Path(f"/tmp/perf/status-{group}.jsonl")
     status.unlink(missing_ok=True)
@@ -305,7 +305,8 @@ async def amain(args: argparse.Namespace) -> int:
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
     rows = []
     try:
-        for code in args.contenders.split(","):
+        for i, code in enumerate(args.contenders.split(",")):
+            tag = f"{run_id}-{code}{i}"  # a contender may run more than once
             found = command_for(args, code)
             if isinstance(found, str):
                 print(f"[{code}] {found}", file=sys.stderr)
@@ -313,11 +314,11 @@ async def amain(args: argparse.Namespace) -> int:
             name, cmd, extra = found
             # fresh input topic per contender: identical data (same seed), and the
             # latency phase of one contender cannot change another's backlog
-            src = f"bench-in-{run_id}-{code}"
+            src = f"bench-in-{tag}"
             await kafka.create(src, args.partitions)
             pt = await produce(args.bootstrap, src, args.events, args.keys)
             print(f"[{code}] produced {args.events} events to {src} in {pt:.1f}s", file=sys.stderr)
-            r = await run_contender(args, kafka, code, name, cmd, extra, src, run_id, args.events)
+            r = await run_contender(args, kafka, code, name, cmd, extra, src, tag, args.events)
             print(f"[{code}] {r}", file=sys.stderr)
             rows.append(r)
     finally:
