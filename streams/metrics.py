@@ -10,7 +10,7 @@ shows 0 rather than "no data" before the first occurrence.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +22,8 @@ from prometheus_client import (
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+
+from models.errors import DecodeReason
 
 NAMESPACE = "invsync"
 
@@ -77,7 +79,8 @@ STOCK_EVENT_TYPES = ("DELTA", "SNAPSHOT")
 COMMAND_TYPES = ("RESERVE", "CANCEL", "RELEASE", "ACCEPT")
 DUPLICATE_SOURCES = ("stock", "commands")
 CONSOLIDATION_OUTCOMES = ("newer", "stale")
-DEAD_LETTER_REASONS = ("invalid_json", "schema", "key_mismatch", "unsupported", "other")
+DEAD_LETTER_REASONS = (*get_args(DecodeReason), "unsupported", "other")
+"""Every decode reason, a marketplace refusal (`push.py`), anything else: all exported at 0."""
 ORDER_EVENT_TYPES = (
     "ORDER_CREATED",
     "CUSTOMER_CANCELLED",

@@ -238,6 +238,9 @@ def test_enumerated_labels_start_at_zero(registry: CollectorRegistry) -> None:
         "invalid_json",
         "schema",
         "key_mismatch",
+        "wrong_partition",
+        "out_of_range",
+        "unapplicable",
         "unsupported",
         "other",
     }
