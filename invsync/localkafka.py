@@ -136,18 +136,27 @@ def port_free(port: int) -> bool:
 
 
 def _server_properties(
-    data_dir: Path, port: int, controller_port: int, security: Security | None = None
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    security: Security | None = None,
+    relay: tuple[int, int] | None = None,
 ) -> str:
     extra = security.listeners() if security else []
     served = [f"PLAINTEXT://127.0.0.1:{port}", *(f"{n}://127.0.0.1:{p}" for n, p in extra)]
+    advertised = list(served)
     protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT", *(f"{n}:{n}" for n, _ in extra)]
+    if relay is not None:  # a plaintext listener that tells clients to come through a relay
+        served.append(f"RELAYED://127.0.0.1:{relay[0]}")
+        advertised.append(f"RELAYED://127.0.0.1:{relay[1]}")
+        protocols.append("RELAYED:PLAINTEXT")
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
             f"listeners={','.join(served)},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners={','.join(served)}",
+            f"advertised.listeners={','.join(advertised)}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             f"listener.security.protocol.map={','.join(protocols)}",
@@ -266,8 +275,13 @@ def start(
     timeout: float = 90.0,
     log: bool = True,
     security: Security | None = None,
+    relay: tuple[int, int] | None = None,
 ) -> BrokerStatus:
-    """Start the broker (formatting its storage the first time) and wait until it answers."""
+    """Start the broker (formatting its storage the first time) and wait until it answers.
+
+    ``relay`` (listen port, advertised port): a second plaintext listener whose clients are
+    told to connect to the advertised port — where a test's relay forwards to the listen
+    port (the fault suite's slow broker)."""
     data_dir = data_dir.resolve()
     if security is not None:
         try:
@@ -284,7 +298,8 @@ def start(
         return current
     java = _require("java", "install a JDK 17+ (e.g. `apt-get install openjdk-17-jdk-headless`)")
     libs = ensure_jars(log=log)
-    for wanted in [port, *(p for _, p in (security.listeners() if security else []))]:
+    relayed = [relay[0]] if relay else []
+    for wanted in [port, *(p for _, p in (security.listeners() if security else [])), *relayed]:
         if not port_free(wanted):
             raise LocalKafkaError(f"port {wanted} on 127.0.0.1 is in use; pick another")
     controller_port = free_port()
@@ -292,7 +307,7 @@ def start(
     props = data_dir / "server.properties"
     props.touch(mode=0o600)  # PLAIN users' passwords may be in it
     props.chmod(0o600)
-    props.write_text(_server_properties(data_dir, port, controller_port, security))
+    props.write_text(_server_properties(data_dir, port, controller_port, security, relay))
     _check_scram_users(data_dir, security)
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(_LOG4J.format(log=data_dir / "kafka.log"))
