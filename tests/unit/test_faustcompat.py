@@ -10,11 +10,13 @@ when that seek reset the read offsets under it.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 from faust.transport.consumer import Consumer
+from faust.types import TP, Message
 
 from streams import faustcompat
 from streams.app import create_app
@@ -58,3 +60,47 @@ def test_both_paths_drain_with_our_drainer_not_fausts(
     monkeypatch.setattr(Consumer, "_drain_messages", fausts_own)
     _app(tmp_path, fast_path=fast_path)
     assert Consumer._drain_messages is faustcompat._drain_messages
+
+
+async def test_a_commit_made_while_seeking_to_committed_offsets_is_not_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's seek reads the group's committed offsets one partition at a time (a round
+    trip each) and then records them as its own. The stream partitions are resumed
+    before that seek, so records fetched meanwhile are processed and acked; a commit
+    landing between the read of a partition and the end of the seek was undone in the
+    worker: its committed offset went back to the older value, the acked offsets (past
+    the new commit) no longer followed it, and the partition's commits stopped for good
+    (fault suite, SIGKILL storm, 'committed offsets did not reach the end')."""
+    app = _app(tmp_path)
+    consumer = app.consumer
+    tp = TP("orders-t", 3)
+    broker: dict[TP, int] = {tp: 22}  # the group's committed offsets
+    app.topics._acking_topics.add(tp.topic)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+
+    async def seek_to_committed() -> dict[TP, int]:
+        seen = dict(broker)
+        await asyncio.sleep(0.05)  # the other partitions' round trips
+        return seen
+
+    async def commit_to_broker(offsets: dict[TP, int]) -> bool:
+        broker.update(offsets)
+        return True
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    monkeypatch.setattr(consumer, "_commit", commit_to_broker)
+
+    def ack(offsets: range) -> None:
+        for offset in offsets:
+            message = Message(tp.topic, tp.partition, offset, 0.0, None, None, b"k", b"v", None)
+            consumer.ack(message)
+
+    seek = asyncio.create_task(consumer.perform_seek())
+    await asyncio.sleep(0.01)  # the seek has read offset 22
+    ack(range(22, 74))  # fetched as the stream partitions resumed, processed
+    await consumer.commit()
+    await seek
+    ack(range(74, 81))
+    await consumer.commit()
+    assert broker[tp] == 81
