@@ -10,7 +10,9 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
   signal) done as its `_slurp_changelogs` does it per record;
 * `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to bound the fetch wait;
 * `Consumer.perform_seek`, wrapped so a partition with no committed offset is read from
-  its start (see `seek_uncommitted_from_start`);
+  its start (see `seek_uncommitted_from_start`) and so that no commit runs while it
+  reads and records the committed offsets (`Consumer._commit_fut`, see
+  `no_commit_while_seeking`);
 * mode's `FlowControlEvent.resume` of the app's flow control, which must not drop
   records queued while the flow is active (see `keep_queued_records_on_resume`);
 * a table's `_new_changelog_topic()`, `data` (the store), the memory store's dict
@@ -55,6 +57,7 @@ __all__ = [
     "install_drainer",
     "keep_queued_records_on_resume",
     "key_partitions",
+    "no_commit_while_seeking",
     "own_url",
     "partition_owners",
     "rebuild_changelog_topic",
@@ -300,6 +303,47 @@ def seek_uncommitted_from_start() -> None:
 
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     Consumer._invsync_seek_patched = True  # type: ignore[attr-defined]
+
+
+def no_commit_while_seeking() -> None:
+    """Let no commit run while Faust seeks to the committed offsets (idempotent).
+
+    Faust's `Consumer.perform_seek` asks the broker for each assigned partition's
+    committed offset, one round trip per partition (aiokafka's `seek_to_committed`),
+    and then records them all as the worker's own committed offsets. Recovery resumes
+    the stream partitions before that seek and the flow is already running, so records
+    fetched meanwhile are handed on, processed and acked, and Faust's commit timer
+    (every second) commits them: when that commit lands after the seek read the
+    partition, the seek then puts the worker's committed offset back to the older
+    value. The acked offsets, which start at the new commit, no longer follow it
+    (`Consumer._new_offset`: ``min(acked) - committed > 1``), so nothing of that
+    partition is committed again: on a loaded machine a restarted worker's orders
+    partition stayed committed where its first commit left it, for good (fault suite,
+    SIGKILL storm: "committed offsets did not reach the end").
+
+    Here the seek holds Faust's own commit guard (`Consumer._commit_fut`, which makes a
+    concurrent `commit()` wait and skip, as it does for a commit already under way)
+    after any commit under way has landed, so what the seek records is what the broker
+    holds. Acks go on meanwhile; the next commit takes them.
+    """
+    if getattr(Consumer, "_invsync_seek_excludes_commit", False):
+        return
+    perform_seek = Consumer.perform_seek
+
+    async def _perform_seek(self: Any) -> None:
+        while (busy := self._commit_fut) is not None:
+            await asyncio.wait([busy])  # a commit under way lands first
+        self._commit_fut = guard = asyncio.get_running_loop().create_future()
+        try:
+            await perform_seek(self)
+        finally:
+            if self._commit_fut is guard:
+                self._commit_fut = None
+            if not guard.done():
+                guard.set_result(None)
+
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    Consumer._invsync_seek_excludes_commit = True  # type: ignore[attr-defined]
 
 
 # --- acks -------------------------------------------------------------------------------
