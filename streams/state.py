@@ -385,12 +385,7 @@ class StateTable:
         if self.disk is not None:
             for kb, held, packed in self.disk.find(sku.encode("utf-8"), partitions):
                 name = kb.decode("utf-8")
-                found = self._pinned.get(name)
-                if found is None:
-                    found = self._decoded.get(name)
-                if found is None:  # to read ATP only: no dedupe ring (3x cheaper)
-                    found = KeyState.from_bytes(packed, dedupe=False)
-                yield name, found, held
+                yield name, self._readable(name, packed), held
             return
         assert self.index is not None
         data = self._indexed  # the store's own dict: a plain lookup, not Faust's proxy
@@ -400,15 +395,17 @@ class StateTable:
                 continue
             partition = self.partition_of(key)
             if partition is not None and partition in partitions:
-                if not self.packed:
-                    yield key, raw, partition
-                    continue
-                state = self._pinned.get(key)
-                if state is None:
-                    state = self._decoded.get(key)
-                if state is None:  # to read ATP only: no dedupe ring (3x cheaper)
-                    state = KeyState.from_bytes(raw, dedupe=False)
-                yield key, state, partition
+                yield key, self._readable(key, raw) if self.packed else raw, partition
+
+    def _readable(self, key: str, packed: bytes) -> Any:
+        """The key's newest state to read ATP from: the one held decoded, else ``packed``
+        decoded without the dedupe ring (3x cheaper)."""
+        state = self._pinned.get(key)
+        if state is None:
+            state = self._decoded.get(key)
+        if state is None:
+            state = KeyState.from_bytes(packed, dedupe=False)
+        return state
 
     def drop_partitions(self, partitions: Collection[int]) -> None:
         """Forget the keys of revoked partitions: if they come back, Faust restores them
