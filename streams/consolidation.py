@@ -83,7 +83,7 @@ class ConsolidationAgent(PublishingAgent[SkuState, ConsolidatedUpdate]):
             record = LocationRecord(msg.partition, msg.offset, update)
             source[id(record)] = msg
             records.append(record)
-        async with self.lock:
+        async with self.applying():
             applied = self.engine.apply(records, self.clock())
             for record, error in applied.rejected:
                 await self.dead_letters.reject(source[id(record)], error)
@@ -148,8 +148,7 @@ def install_consolidation(
     rebalances.follow(agent, settings.topic_inventory_by_sku)
 
     async def flush_due() -> None:
-        if agent.next_deadline() is not None:
-            await agent.flush()
+        await agent.flush_due()
 
     timer: Any = app.timer  # untyped decorator in faust
     timer(FLUSH_TICK_S, on_leader=False)(flush_due)
