@@ -190,7 +190,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     faustcompat.check_version()
     app = faust.App(**faust_config(settings))
     faustcompat.bound_fetch_wait(app, FETCH_MAX_WAIT_MS)
-    faustcompat.seek_uncommitted_from_start()
+    faustcompat.seek_each_to_committed()
     faustcompat.no_commit_while_seeking()
     faustcompat.keep_queued_records_on_resume(app)
     faustcompat.install_drainer()

@@ -9,10 +9,10 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
   `Recovery`'s bookkeeping (its `active_offsets`, `standby_offsets`, the end-of-recovery
   signal) done as its `_slurp_changelogs` does it per record;
 * `AIOKafkaConsumerThread._create_worker_consumer`, wrapped to bound the fetch wait;
-* `Consumer.perform_seek`, wrapped so a partition with no committed offset is read from
-  its start (see `seek_uncommitted_from_start`) and so that no commit runs while it
-  reads and records the committed offsets (`Consumer._commit_fut`, see
-  `no_commit_while_seeking`);
+* `Consumer.perform_seek`, replaced so each partition's position and read offset move
+  together and one with no committed offset is read from its start (see
+  `seek_each_to_committed`), and wrapped so that no commit runs while it reads and
+  records the committed offsets (`Consumer._commit_fut`, see `no_commit_while_seeking`);
 * mode's `FlowControlEvent.resume` of the app's flow control, which must not drop
   records queued while the flow is active (see `keep_queued_records_on_resume`);
 * a table's `_new_changelog_topic()`, `data` (the store), the memory store's dict
@@ -63,7 +63,7 @@ __all__ = [
     "rebuild_changelog_topic",
     "replace_store_dict",
     "restore_in_batches",
-    "seek_uncommitted_from_start",
+    "seek_each_to_committed",
 ]
 
 log = logging.getLogger(__name__)
@@ -269,40 +269,65 @@ def keep_queued_records_on_resume(app: Any) -> None:
 # --- seeking back -----------------------------------------------------------------------
 
 
-def seek_uncommitted_from_start() -> None:
-    """After Faust's seek to committed offsets, seek stream partitions that have none to
-    their start (idempotent).
+def seek_each_to_committed() -> None:
+    """Replace Faust's seek of the stream partitions to their committed offsets with one
+    that moves each partition's position and read offset together (idempotent).
 
-    Faust seeks back to committed offsets whenever records were fetched while its flow
-    was suspended (a rebalance, recovery at start) and drops them. aiokafka does not
-    move a partition without a committed offset (a new group; a partition that never
-    had a record), so its position stayed after the dropped records: a shipment
-    published while a worker started was never read (issue 10, item 10). With the
-    consumer's `auto_offset_reset="earliest"`, "no committed offset" means "from the
-    start", which is where this puts them.
+    Faust's `Consumer.perform_seek` (the end of every recovery) asks the broker for each
+    assigned partition's committed offset and moves the partition there, one round trip
+    per partition, and only at the end sets all the read offsets (what the drainer takes
+    as handed on) to those committed offsets. The flow already runs, so the fetcher keeps
+    reading from each partition once it was moved and the drainer hands those records on:
+    when the seek ended, a partition's read offset went back to its committed offset
+    while its position was far past it, and the next fetch looked like a jump. The
+    drainer recorded everything in between as a gap, acked — offsets already acked
+    (acked twice, so Faust's commit, which walks consecutive acked offsets, moved one
+    offset per commit: the commands topic stuck 900-17,000 behind after a SIGKILL behind
+    a slow broker, on both paths) or not yet processed at all. The longer the seek (a
+    slow broker: 17 s), the wider the window.
+
+    Here each partition is moved and its read offset set in one step, so the drainer
+    never sees one without the other (`_drain_messages` drops what was fetched from the
+    old position while it was in flight). A partition with no committed offset is read
+    from its start: aiokafka leaves it where it was, after records Faust dropped when it
+    seeks back after a suspended flow, so a shipment published while a worker started
+    was never read (issue 10, item 10); with `auto_offset_reset="earliest"`, "no
+    committed offset" means "from the start".
     """
     if getattr(Consumer, "_invsync_seek_patched", False):
         return
-    perform_seek = Consumer.perform_seek
 
     async def _perform_seek(self: Any) -> None:
-        await perform_seek(self)
         changelogs = set(self.app.tables.changelog_topics)
-        assigned = self.assignment()
-        uncommitted = [
-            tp
-            for tp in assigned
-            if tp.topic not in changelogs
-            and "__assignor-__leader" not in tp.topic
-            and self._read_offset.get(tp) is None
-        ]
-        if uncommitted:
-            await self._thread.seek_to_beginning(
-                *(TopicPartition(tp.topic, tp.partition) for tp in uncommitted)
+        thread = self._thread
+        for tp in sorted(self.assignment()):
+            if tp.topic in changelogs or "__assignor-__leader" in tp.topic:
+                continue
+            found, offset = await thread.call_thread(
+                _seek_to_committed, thread, TopicPartition(tp.topic, tp.partition)
             )
+            if not found:
+                continue  # revoked meanwhile: its next owner seeks it
+            self._read_offset[tp] = offset if offset else None
+            if offset is not None:
+                self._committed_offset[tp] = offset if offset else None
 
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     Consumer._invsync_seek_patched = True  # type: ignore[attr-defined]
+
+
+async def _seek_to_committed(thread: Any, tp: TopicPartition) -> tuple[bool, int | None]:
+    """In the consumer's thread: move ``tp`` to its committed offset (its start when it
+    has none); (False, None) when it is no longer assigned."""
+    consumer = thread._ensure_consumer()
+    offset = await consumer.committed(tp)
+    if tp not in consumer.assignment():
+        return False, None
+    if offset and offset > 0:
+        consumer.seek(tp, offset)
+    else:
+        await consumer.seek_to_beginning(tp)
+    return True, offset
 
 
 def no_commit_while_seeking() -> None:
@@ -405,7 +430,9 @@ def install_drainer() -> None:
     one offset a second: committed offsets stuck about 1,000 behind on Faust's
     per-record path after SIGKILLs (issue 9). The gap was also acked before the records
     in it were processed. Here the gap check is made once per fetched partition, before
-    any of its records is handed on.
+    any of its records is handed on; a partition whose read offset a seek moved while
+    its records were being fetched is fetched again from there instead (the seek itself
+    moves each partition's position and read offset together: `seek_each_to_committed`).
     """
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
 
@@ -476,6 +503,7 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
+            before = dict(read_offset)  # a seek meanwhile moves a partition's read offset
             records, active = await self._wait_next_records(1.0)
             await asyncio.sleep(0)
             if not records or self.should_stop:
@@ -508,6 +536,11 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
                 if not msgs:
                     continue
                 first = msgs[0].offset
+                if r_offset is not None and r_offset != before.get(tp) and first > r_offset:
+                    # Fetched before a seek moved the partition back to r_offset (and set
+                    # its read offset): not a gap. Read it again from there.
+                    await _seek_back(self, {tp: [_At(r_offset)]}, to_committed=False)
+                    continue
                 if r_offset and first - r_offset > 1 and acks_enabled_for(tp.topic):
                     await self._add_gap(tp, r_offset + 1, first)
                 if tp.topic in batch_restores:
@@ -538,6 +571,15 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+class _At:
+    """Where `_seek_back` moves a partition to (it reads a record's ``offset``)."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
 
 
 async def _seek_back(

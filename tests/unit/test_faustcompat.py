@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -74,21 +75,16 @@ async def test_a_commit_made_while_seeking_to_committed_offsets_is_not_undone(
     (fault suite, SIGKILL storm, 'committed offsets did not reach the end')."""
     app = _app(tmp_path)
     consumer = app.consumer
-    tp = TP("orders-t", 3)
-    broker: dict[TP, int] = {tp: 22}  # the group's committed offsets
+    tp, other = TP("orders-t", 3), TP("orders-t", 4)
     app.topics._acking_topics.add(tp.topic)
-    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
-
-    async def seek_to_committed() -> dict[TP, int]:
-        seen = dict(broker)
-        await asyncio.sleep(0.05)  # the other partitions' round trips
-        return seen
+    # The group's committed offsets: the seek reads each in a round trip of its own.
+    seeking = _with_broker(app, monkeypatch, {tp: 22, other: 5})
+    broker = seeking.committed_offsets
 
     async def commit_to_broker(offsets: dict[TP, int]) -> bool:
         broker.update(offsets)
         return True
 
-    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
     monkeypatch.setattr(consumer, "_commit", commit_to_broker)
 
     def ack(offsets: range) -> None:
@@ -97,10 +93,144 @@ async def test_a_commit_made_while_seeking_to_committed_offsets_is_not_undone(
             consumer.ack(message)
 
     seek = asyncio.create_task(consumer.perform_seek())
-    await asyncio.sleep(0.01)  # the seek has read offset 22
+    await asyncio.sleep(0.03)  # the seek has read offset 22, and asks for the next one
     ack(range(22, 74))  # fetched as the stream partitions resumed, processed
     await consumer.commit()
     await seek
     ack(range(74, 81))
     await consumer.commit()
     assert broker[tp] == 81
+
+
+class _Broker:
+    """The consumer thread as Faust's consumer calls it, over a scripted aiokafka consumer:
+    committed offsets, positions, and the fetches `_wait_next_records` returns."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed_offsets = committed
+        self.positions: dict[Any, int] = {}
+        self.seeks: list[tuple[TP, int]] = []
+        self.on_committed: Any = None
+
+    # aiokafka's consumer, inside the thread
+    def _ensure_consumer(self) -> Any:
+        return self
+
+    async def committed(self, tp: Any) -> int | None:
+        await asyncio.sleep(0.02)  # a round trip
+        if self.on_committed is not None:
+            self.on_committed(tp)
+        return self.committed_offsets[TP(tp.topic, tp.partition)]
+
+    def assignment(self) -> set[Any]:
+        return set(self.committed_offsets)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.positions[TP(tp.topic, tp.partition)] = offset
+        self.seeks.append((TP(tp.topic, tp.partition), offset))
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        for tp in tps:
+            self.seek(tp, 0)
+
+    def highwater(self, tp: Any) -> int:
+        return 10_000
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:  # aiokafka's, for Faust's seek
+        found = {}
+        for tp in sorted(self.committed_offsets):
+            found[tp] = offset = await self.committed(tp)
+            if offset and offset > 0:
+                self.seek(tp, offset)
+        return found
+
+    # the thread
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+
+def _with_broker(
+    app: Any, monkeypatch: pytest.MonkeyPatch, committed: dict[TP, int | None]
+) -> _Broker:
+    broker = _Broker(committed)
+    consumer = app.consumer
+    monkeypatch.setattr(consumer, "_thread", broker)
+    monkeypatch.setattr(consumer, "assignment", broker.assignment)
+    return broker
+
+
+async def test_each_partition_moves_its_position_and_read_offset_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's seek moved every partition's position during the seek but reset the read
+    offsets only at its end, so a partition fetched from its new position meanwhile had
+    its read offset put back behind where the fetcher already was (commands topic, slow
+    broker, SIGKILL: committed offsets 900-17,000 behind for good)."""
+    app = _app(tmp_path)
+    consumer = app.consumer
+    a, b, fresh = TP("commands-t", 0), TP("commands-t", 2), TP("shipments-t", 1)
+    broker = _with_broker(app, monkeypatch, {a: 31, b: 174, fresh: None})
+    consumer._read_offset[a] = 900  # handed on in the generation before
+    consumer._read_offset[b] = 1135
+    agreed: list[bool] = []
+
+    def check(tp: Any) -> None:  # as each round trip answers: what was moved so far
+        agreed.extend(
+            consumer._read_offset[moved] == (offset or None)
+            for moved, offset in broker.positions.items()
+        )
+
+    broker.on_committed = check
+    await consumer.perform_seek()
+    check(None)
+    assert broker.positions == {a: 31, b: 174, fresh: 0}
+    assert agreed and all(agreed), "a partition moved without its read offset"
+    assert consumer._read_offset[a] == 31 and consumer._read_offset[b] == 174
+    assert consumer._read_offset[fresh] is None  # from its start, nothing read yet
+    assert consumer._committed_offset[a] == 31 and consumer._committed_offset[b] == 174
+
+
+async def test_records_fetched_before_a_seek_are_not_taken_for_a_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch under way when a seek put the partition back hands on records far past the
+    new read offset. Taken for a gap, everything in between was acked twice or before it
+    was processed; instead they are fetched again from where the seek put it."""
+    from aiokafka.structs import ConsumerRecord
+
+    app = _app(tmp_path)
+    consumer = app.consumer
+    tp = TP("commands-t", 2)
+    app.topics._acking_topics.add(tp.topic)
+    broker = _with_broker(app, monkeypatch, {tp: 174})
+    consumer._read_offset[tp] = 1135
+    consumer.flow_active = True
+    handed: list[int] = []
+
+    async def callback(message: Any) -> None:
+        handed.append(message.offset)
+
+    monkeypatch.setattr(consumer, "callback", callback)
+
+    def records(offsets: range) -> list[Any]:
+        return [
+            ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"v", None, 1, 1, [])
+            for o in offsets
+        ]
+
+    fetches = [records(range(1136, 1140)), records(range(174, 178))]
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
+        if len(fetches) == 2:
+            await consumer.perform_seek()  # lands while the first fetch is under way
+        recs = fetches.pop(0)
+        if not fetches:
+            fetcher._stopped.set()
+        return {tp: recs}, {tp}
+
+    monkeypatch.setattr(consumer, "_wait_next_records", wait_next_records)
+    await faustcompat._drain_messages(consumer, fetcher)
+    assert not consumer._gap[tp], f"a gap was recorded: {consumer._gap[tp]}"
+    assert handed == [174, 175, 176, 177]
+    assert broker.seeks[-1] == (tp, 174)  # read again from where the seek put it
