@@ -174,6 +174,13 @@ class Feeder:
 
 async def committed_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
     """End offset minus the group's committed offset, summed per topic."""
+    return (await committed_and_lag(bootstrap, group, topics))[1]
+
+
+async def committed_and_lag(
+    bootstrap: str, group: str, topics: list[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The group's committed offsets and the end offsets minus them, summed per topic."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await admin.start()
@@ -186,13 +193,14 @@ async def committed_lag(bootstrap: str, group: str, topics: list[str]) -> dict[s
             for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))
         ]
         ends = await consumer.end_offsets(tps)
+        done: dict[str, int] = dict.fromkeys(topics, 0)
         lag: dict[str, int] = dict.fromkeys(topics, 0)
         for tp in tps:
-            done = committed.get(tp)
-            lag[tp.topic] += ends[tp] - (
-                done.offset if done is not None and done.offset >= 0 else 0
-            )
-        return lag
+            at = committed.get(tp)
+            offset = at.offset if at is not None and at.offset >= 0 else 0
+            done[tp.topic] += offset
+            lag[tp.topic] += ends[tp] - offset
+        return done, lag
     finally:
         await consumer.stop()
         await admin.close()
