@@ -269,6 +269,16 @@ def status(data_dir: Path = DEFAULT_DATA_DIR) -> BrokerStatus:
     )
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (a base64url UUID) that does not start with "-": the storage
+    tool would read that as an option and fail (Kafka's own `Uuid.randomUuid()` skips
+    those too). One in 64 random ids did, and a fault-suite broker then never started."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start(
     port: int = DEFAULT_PORT,
     data_dir: Path = DEFAULT_DATA_DIR,
@@ -313,7 +323,7 @@ def start(
     log4j.write_text(_LOG4J.format(log=data_dir / "kafka.log"))
     classpath = f"{libs}/*"
     if not (data_dir / "logs" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         storage_tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
         fmt = subprocess.run(  # noqa: S603 - fixed argv, no shell
             [
