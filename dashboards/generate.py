@@ -340,6 +340,19 @@ def inventory_sync() -> Board:
         [Q(f"sum by (topic) ({sel('invsync_consumer_lag_records')})", "{{topic}}")],
     )
     b.panel(
+        "Commits",
+        "Offsets processed and acked, waiting for a commit, by topic; and partitions whose "
+        "acked offsets cannot be committed as they are (should stay 0: a stuck commit).",
+        "short",
+        [
+            Q(
+                f"sum by (topic) ({sel('invsync_consumer_acked_uncommitted_records')})",
+                "acked, uncommitted: {{topic}}",
+            ),
+            Q(f"sum({sel('invsync_consumer_commit_blocked')})", "partitions blocked"),
+        ],
+    )
+    b.panel(
         "Keys pending",
         "Keys with an unpublished ATP change, and published keys not yet pushed to the "
         "marketplace.",

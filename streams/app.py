@@ -337,6 +337,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     async def report_lag() -> None:
         await metrics.update_lag(app.consumer)
+        metrics.set_commits(faustcompat.commit_state(app.consumer))
 
     timer: Any = app.timer  # untyped decorator in faust
     timer(5.0, on_leader=False)(report_lag)

@@ -23,7 +23,8 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
 * `faust.streams._current_event`, set around a batch;
 * the partition assignor's `changelog_distribution` (each member's advertised URL and
   the table partitions it holds), read by the pre-order lookup;
-* `Consumer.ack`'s bookkeeping, done for a whole batch at once (`ack_batch`).
+* `Consumer.ack`'s bookkeeping, done for a whole batch at once (`ack_batch`), and read
+  for the commit metrics (`commit_state`).
 
 `check_version()` runs when the app is built: on a version these were not written for,
 the worker stops with one clear line instead of misbehaving later.
@@ -53,6 +54,7 @@ __all__ = [
     "attach_store",
     "bound_fetch_wait",
     "check_version",
+    "commit_state",
     "current_event",
     "install_drainer",
     "keep_queued_records_on_resume",
@@ -372,6 +374,20 @@ def no_commit_while_seeking() -> None:
 
 
 # --- acks -------------------------------------------------------------------------------
+
+
+def commit_state(consumer: Any) -> dict[tuple[str, int], tuple[int | None, list[int]]]:
+    """(topic, partition) -> (the committed offset as the consumer knows it, the acked
+    offsets waiting for a commit) of every assigned partition with acks enabled: what
+    Faust's commit (`Consumer._new_offset`) decides from."""
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    committed = consumer._committed_offset
+    acked = consumer._acked
+    return {
+        (tp.topic, tp.partition): (committed.get(tp), list(acked.get(tp) or ()))
+        for tp in consumer.assignment()
+        if acks_enabled_for(tp.topic)
+    }
 
 
 def ack_batch(consumer: Any, messages: list[Any]) -> None:

@@ -363,6 +363,23 @@ class Metrics:
             registry=r,
         )
 
+        self.acked_uncommitted = Gauge(
+            "consumer_acked_uncommitted_records",
+            "Offsets processed and acked, waiting for a commit.",
+            ["topic", "partition"],
+            namespace=ns,
+            registry=r,
+        )
+        self.commit_blocked = Gauge(
+            "consumer_commit_blocked",
+            "1 while a partition's acked offsets cannot be committed as they are: they do "
+            "not follow the committed offset, or some are acked twice (commits then move "
+            "one offset at a time). Should never stay 1.",
+            ["topic", "partition"],
+            namespace=ns,
+            registry=r,
+        )
+
         _zero(self.stock_events, "type", STOCK_EVENT_TYPES)
         _zero(self.commands, "type", COMMAND_TYPES)
         _zero(self.duplicates, "source", DUPLICATE_SOURCES)
@@ -371,6 +388,7 @@ class Metrics:
         _zero(self.order_events, "type", ORDER_EVENT_TYPES)
         _zero(self.order_updates, "type", ORDER_UPDATE_TYPES)
         self._lag_series: set[tuple[str, str]] = set()
+        self._commit_series: set[tuple[str, str]] = set()
         # prometheus_client registers these on its global registry only; ours is our own.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -406,6 +424,24 @@ class Metrics:
         for gone in self._lag_series - current:
             self.consumer_lag.remove(*gone)
         self._lag_series = current
+
+    def set_commits(self, state: Mapping[tuple[str, int], tuple[int | None, list[int]]]) -> None:
+        """From each partition's committed offset (as the worker knows it) and its acked
+        offsets waiting for a commit (`faustcompat.commit_state`)."""
+        current: set[tuple[str, str]] = set()
+        for (topic, partition), (committed, acked) in state.items():
+            labels = (str(topic), str(partition))
+            blocked = bool(acked) and (
+                (committed is not None and min(acked) - committed > 1)
+                or len(set(acked)) < len(acked)
+            )
+            self.acked_uncommitted.labels(*labels).set(len(acked))
+            self.commit_blocked.labels(*labels).set(1 if blocked else 0)
+            current.add(labels)
+        for gone in self._commit_series - current:
+            self.acked_uncommitted.remove(*gone)
+            self.commit_blocked.remove(*gone)
+        self._commit_series = current
 
     async def update_lag(self, consumer: LagSource) -> None:
         """Refresh `consumer_lag` from a Faust consumer (`app.consumer`); call from a timer."""

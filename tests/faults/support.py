@@ -244,14 +244,24 @@ class Settled:
     """The consolidated records' `quantity` per SKU."""
 
 
-def _order_metrics(worker: WorkerProcess) -> str:
-    """The order router's and Increff client's metrics of a running worker (what a stuck
-    commit on the orders topic is read from), or why there are none."""
+def _worker_metrics(worker: WorkerProcess) -> str:
+    """What a stuck commit is read from, of a running worker: the order router's and
+    Increff client's metrics, the consumer's commit bookkeeping per partition (acked
+    offsets waiting, blocked commits), stock events applied, readiness — or why there
+    are none."""
     try:
         text = httpx.get(f"{worker.web}/metrics", timeout=5.0).text
     except httpx.HTTPError as exc:
         return f"(no metrics: {exc!r})"
-    wanted = ("invsync_order", "invsync_increff", "invsync_commands")
+    wanted = (
+        "invsync_order",
+        "invsync_increff",
+        "invsync_commands",
+        "invsync_consumer_acked",
+        "invsync_consumer_commit",
+        "invsync_stock_events_total",
+        "invsync_ready ",
+    )
     return "\n".join(line for line in text.splitlines() if line.startswith(wanted))
 
 
@@ -263,7 +273,7 @@ async def settled_output(
     group = env["INVSYNC_APP_ID"]
     lag = await wait_committed(bootstrap, group, input_topics(env))
     if any(lag.values()):
-        logs = "\n".join(w.log_tail(25) + "\n" + _order_metrics(w) for w in workers)
+        logs = "\n".join(w.log_tail(25) + "\n" + _worker_metrics(w) for w in workers)
         raise AssertionError(f"committed offsets did not reach the end: {lag}\n{logs}")
     out = await read_all(bootstrap, env["INVSYNC_TOPIC_INVENTORY"], quiet_s=3.0, timeout=60.0)
     newest = latest_by_key(out)

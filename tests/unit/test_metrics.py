@@ -67,6 +67,12 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "callbacks": ("invsync_callbacks", "counter", ("path", "status")),
     "callback_latency": ("invsync_callback_duration_seconds", "histogram", ("path",)),
     "consumer_lag": ("invsync_consumer_lag_records", "gauge", ("topic", "partition")),
+    "acked_uncommitted": (
+        "invsync_consumer_acked_uncommitted_records",
+        "gauge",
+        ("topic", "partition"),
+    ),
+    "commit_blocked": ("invsync_consumer_commit_blocked", "gauge", ("topic", "partition")),
     "ready": ("invsync_ready", "gauge", ()),
     "debounce": ("invsync_config_debounce_seconds", "gauge", ()),
     "max_delay": ("invsync_config_max_delay_seconds", "gauge", ()),
@@ -102,6 +108,7 @@ def exercise(m: Metrics) -> None:
     m.callbacks.labels(path="/increff/orders/pack", status="200").inc()
     m.callback_latency.labels(path="/increff/orders/pack").observe(0.002)
     m.set_lag({("stock", 0): 10}, {("stock", 0): 7})
+    m.set_commits({("stock", 0): (7, [7, 8])})
     m.set_windows(0.5, 5.0)
     m.report_ready(lambda: True)
 
@@ -328,3 +335,48 @@ def test_dashboards_query_every_metric_and_only_ours() -> None:
     assert used, "no dashboard queries found"
     assert used <= defined, f"dashboards query unknown metrics {sorted(used - defined)}"
     assert defined <= used, f"metrics on no dashboard {sorted(defined - used)}"
+
+
+def test_set_commits_flags_acked_offsets_that_cannot_be_committed(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    def blocked(partition: int) -> float | None:
+        return sample_value(
+            registry, "invsync_consumer_commit_blocked", {"topic": "s", "partition": str(partition)}
+        )
+
+    metrics.set_commits(
+        {
+            ("s", 0): (40, [40, 41, 42]),  # follows the commit
+            ("s", 1): (40, [62, 63]),  # a hole before them: never committed
+            ("s", 2): (40, [40, 41, 41, 42]),  # acked twice: one offset per commit
+            ("s", 3): (None, [5, 6]),  # nothing committed yet
+            ("s", 4): (40, []),
+        }
+    )
+    assert [blocked(p) for p in range(5)] == [0, 1, 1, 0, 0]
+    waiting = "invsync_consumer_acked_uncommitted_records"
+    assert sample_value(registry, waiting, {"topic": "s", "partition": "2"}) == 4
+    metrics.set_commits({("s", 1): (64, [])})  # the others were revoked
+    assert blocked(1) == 0 and blocked(0) is None
+    assert sample_value(registry, waiting, {"topic": "s", "partition": "0"}) is None
+
+
+def test_commit_state_reads_the_consumers_bookkeeping(tmp_path: Path) -> None:
+    from faust.types import TP
+
+    from streams import faustcompat
+    from streams.app import create_app
+    from streams.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path, callback_auth="none", app_id="t-commits")).app
+    consumer = app.consumer
+    acked, other = TP("orders-t", 1), TP("orders-t", 2)
+    app.topics._acking_topics.add("orders-t")
+    consumer._committed_offset[acked] = 40
+    consumer._acked[acked] = [41, 40]
+    consumer.assignment = lambda: {acked, other, TP("no-acks", 0)}
+    assert faustcompat.commit_state(consumer) == {
+        ("orders-t", 1): (40, [41, 40]),
+        ("orders-t", 2): (None, []),
+    }
