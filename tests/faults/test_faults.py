@@ -174,9 +174,14 @@ async def _stacks(pid: int) -> str:
         proc = await asyncio.create_subprocess_exec(
             str(spy), "dump", "--pid", str(pid), stdout=PIPE, stderr=STDOUT
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), 20)
-    except (OSError, TimeoutError) as exc:
+    except OSError as exc:
         return f"(no stacks: {exc!r})"
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return "(no stacks: py-spy took over 20 s)"
     return out.decode(errors="replace")
 
 
