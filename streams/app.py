@@ -191,6 +191,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = faust.App(**faust_config(settings))
     faustcompat.bound_fetch_wait(app, FETCH_MAX_WAIT_MS)
     faustcompat.seek_each_to_committed()
+    faustcompat.back_off_failed_metadata_updates()
     faustcompat.no_commit_while_seeking()
     faustcompat.keep_queued_records_on_resume(app)
     faustcompat.install_drainer()

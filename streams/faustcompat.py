@@ -23,6 +23,8 @@ invsync relies on a few internals of faust-streaming 0.15 (pinned `<0.16`):
 * `faust.streams._current_event`, set around a batch;
 * the partition assignor's `changelog_distribution` (each member's advertised URL and
   the table partitions it holds), read by the pre-order lookup;
+* aiokafka's `AIOKafkaClient._metadata_update`, wrapped so a failed update backs off
+  (`back_off_failed_metadata_updates`);
 * `Consumer.ack`'s bookkeeping, done for a whole batch at once (`ack_batch`), and read
   for the commit metrics (`commit_state`).
 
@@ -52,6 +54,7 @@ __all__ = [
     "FaustVersionError",
     "ack_batch",
     "attach_store",
+    "back_off_failed_metadata_updates",
     "bound_fetch_wait",
     "check_version",
     "commit_state",
@@ -388,6 +391,34 @@ def commit_state(consumer: Any) -> dict[tuple[str, int], tuple[int | None, list[
         for tp in consumer.assignment()
         if acks_enabled_for(tp.topic)
     }
+
+
+def back_off_failed_metadata_updates() -> None:
+    """Make a failed metadata update of aiokafka's clients wait `retry_backoff_ms` before
+    it reports failure (idempotent).
+
+    With the broker away, aiokafka's fetcher finds partitions without a leader, forces a
+    metadata update and waits for it; the update fails at once (connection refused) and
+    the fetcher asks again: the consumer's thread spun a whole core for as long as the
+    broker was away (fault suite, broker outage: 0.94-1.00 cores, py-spy stacks in
+    `AIOKafkaClient._md_synchronizer` and `Fetcher._fetch_requests_routine`). aiokafka
+    backs off between connection attempts but not between failed metadata updates.
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    client_cls: Any = AIOKafkaClient
+    if getattr(client_cls, "_invsync_md_backoff", False):
+        return
+    update = client_cls._metadata_update
+
+    async def _metadata_update(self: Any, cluster_metadata: Any, topics: Any) -> bool:
+        ok: bool = await update(self, cluster_metadata, topics)
+        if not ok:
+            await asyncio.sleep(self._retry_backoff)
+        return ok
+
+    client_cls._metadata_update = _metadata_update
+    client_cls._invsync_md_backoff = True
 
 
 def ack_batch(consumer: Any, messages: list[Any]) -> None:

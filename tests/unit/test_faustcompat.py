@@ -19,6 +19,7 @@ import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP, Message
 
+from invsync.localkafka import free_port
 from streams import faustcompat
 from streams.app import create_app
 from streams.settings import Settings
@@ -234,3 +235,28 @@ async def test_records_fetched_before_a_seek_are_not_taken_for_a_gap(
     assert not consumer._gap[tp], f"a gap was recorded: {consumer._gap[tp]}"
     assert handed == [174, 175, 176, 177]
     assert broker.seeks[-1] == (tp, 174)  # read again from where the seek put it
+
+
+async def test_a_failed_metadata_update_backs_off_before_the_next(tmp_path: Path) -> None:
+    """aiokafka's fetcher forces a metadata update whenever a partition has no leader and
+    waits for it; with the broker away each update failed at once, so the consumer's
+    thread spun a whole core (fault suite, broker outage). Against a port that refuses
+    connections, count how often the updates come back within a second."""
+    from aiokafka.client import AIOKafkaClient
+
+    _app(tmp_path)  # installs the back-off, as the worker does
+    refused = free_port()
+    client = AIOKafkaClient(bootstrap_servers=f"127.0.0.1:{refused}", retry_backoff_ms=100)
+    sync = asyncio.create_task(client._md_synchronizer())
+    try:
+        updates, results = 0, set()
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while asyncio.get_running_loop().time() < deadline:
+            results.add(await client.force_metadata_update())
+            updates += 1
+        assert results == {False}
+        assert updates <= 15, f"{updates} failed metadata updates in 1 s"
+    finally:
+        sync.cancel()
+        await asyncio.gather(sync, return_exceptions=True)
+        await client.close()
