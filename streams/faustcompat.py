@@ -479,7 +479,9 @@ def install_drainer() -> None:
     in it were processed. Here the gap check is made once per fetched partition, before
     any of its records is handed on; a partition whose read offset a seek moved while
     its records were being fetched is fetched again from there instead (the seek itself
-    moves each partition's position and read offset together: `seek_each_to_committed`).
+    moves each partition's position and read offset together: `seek_each_to_committed`),
+    and a seek that lands while a record or a batch waits for room is not undone: the
+    rest of what was fetched before it is dropped, to be fetched again from there.
     """
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
 
@@ -594,9 +596,16 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
                     restore_batch(app, tp, msgs)
                     read_offset[tp] = msgs[-1].offset
                     continue
+                # Handing on waits for room (the agent's channel, the batch queue); a seek
+                # landing meanwhile (the end of a recovery) sets the read offset back. It
+                # must stay there: set to what was handed on, the records from the seek's
+                # position up to it were dropped as read, never acked, and the partition's
+                # commits stopped for good (orders, a second worker leaving: make faults).
                 q = batch_queues.get(tp.topic)
                 if q is not None:
-                    if not await _offer(q, (tp, msgs), app, self, generation_id):
+                    if not await _offer(q, (tp, msgs), app, self, generation_id, tp, r_offset):
+                        if read_offset[tp] != r_offset:
+                            continue  # sought: fetched again from there
                         break  # a rebalance began: Faust seeks back to committed offsets
                     read_offset[tp] = msgs[-1].offset
                     continue
@@ -606,7 +615,9 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
                     if app.consumer_generation_id != generation_id or not self.flow_active:
                         break
                     await self.wait_first(callback(m), suspend_flow.wait())
-                    read_offset[tp] = m.offset
+                    if read_offset[tp] != r_offset:
+                        break  # sought meanwhile: fetched again from there
+                    read_offset[tp] = r_offset = m.offset
             unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -649,9 +660,16 @@ async def _seek_back(
 
 
 async def _offer(
-    q: asyncio.Queue[Any], item: Any, app: Any, consumer: Any, generation_id: int
+    q: asyncio.Queue[Any],
+    item: Any,
+    app: Any,
+    consumer: Any,
+    generation_id: int,
+    tp: Any,
+    read_offset: int | None,
 ) -> bool:
-    """Put ``item`` once ``q`` has room; False (not put) once a rebalance began.
+    """Put ``item`` once ``q`` has room; False (not put) once a rebalance began or a
+    seek moved ``tp``'s read offset away from ``read_offset``.
 
     Never a blocking ``q.put``: Faust clears flow-controlled queues on rebalance by
     emptying the deque directly, which wakes no waiting putter — a drainer parked in
@@ -660,7 +678,11 @@ async def _offer(
     """
 
     def stale() -> bool:
-        return bool(app.consumer_generation_id != generation_id or not consumer.flow_active)
+        return bool(
+            app.consumer_generation_id != generation_id
+            or not consumer.flow_active
+            or consumer._read_offset[tp] != read_offset
+        )
 
     while q.full():
         if stale():

@@ -191,14 +191,47 @@ async def test_each_partition_moves_its_position_and_read_offset_together(
     assert consumer._committed_offset[a] == 31 and consumer._committed_offset[b] == 174
 
 
+def _records(tp: TP, offsets: range) -> list[Any]:
+    from aiokafka.structs import ConsumerRecord
+
+    return [
+        ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"v", None, 1, 1, []) for o in offsets
+    ]
+
+
+def _drain_over(
+    consumer: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tp: TP,
+    fetches: list[Any],
+    *,
+    before: Any = None,
+) -> Any:
+    """The drainer's fetches, in turn (``before`` runs as the first one is under way);
+    returns the fetcher whose stop ends the drainer after the last."""
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    first = True
+
+    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
+        nonlocal first
+        if first and before is not None:
+            await before()
+        first = False
+        recs = fetches.pop(0)
+        if not fetches:
+            fetcher._stopped.set()
+        return {tp: recs}, {tp}
+
+    monkeypatch.setattr(consumer, "_wait_next_records", wait_next_records)
+    return fetcher
+
+
 async def test_records_fetched_before_a_seek_are_not_taken_for_a_gap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fetch under way when a seek put the partition back hands on records far past the
     new read offset. Taken for a gap, everything in between was acked twice or before it
     was processed; instead they are fetched again from where the seek put it."""
-    from aiokafka.structs import ConsumerRecord
-
     app = _app(tmp_path)
     consumer = app.consumer
     tp = TP("commands-t", 2)
@@ -212,29 +245,78 @@ async def test_records_fetched_before_a_seek_are_not_taken_for_a_gap(
         handed.append(message.offset)
 
     monkeypatch.setattr(consumer, "callback", callback)
-
-    def records(offsets: range) -> list[Any]:
-        return [
-            ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"v", None, 1, 1, [])
-            for o in offsets
-        ]
-
-    fetches = [records(range(1136, 1140)), records(range(174, 178))]
-    fetcher = SimpleNamespace(_stopped=asyncio.Event())
-
-    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
-        if len(fetches) == 2:
-            await consumer.perform_seek()  # lands while the first fetch is under way
-        recs = fetches.pop(0)
-        if not fetches:
-            fetcher._stopped.set()
-        return {tp: recs}, {tp}
-
-    monkeypatch.setattr(consumer, "_wait_next_records", wait_next_records)
+    fetches = [_records(tp, range(1136, 1140)), _records(tp, range(174, 178))]
+    fetcher = _drain_over(consumer, monkeypatch, tp, fetches, before=consumer.perform_seek)
     await faustcompat._drain_messages(consumer, fetcher)
     assert not consumer._gap[tp], f"a gap was recorded: {consumer._gap[tp]}"
     assert handed == [174, 175, 176, 177]
     assert broker.seeks[-1] == (tp, 174)  # read again from where the seek put it
+
+
+async def test_a_seek_while_a_record_is_handed_on_is_not_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's per-record path waits for room in the agent's channel before each record;
+    a seek landing meanwhile set the read offset back, and the drainer then set it to the
+    record it had handed on. The records from the seek's position up to there were then
+    dropped as read, never handed on in this generation, never acked: the orders topic's
+    commits stopped for good after a second worker left (make faults, [true-True])."""
+    app = _app(tmp_path)
+    consumer = app.consumer
+    tp = TP("orders-t", 1)
+    app.topics._acking_topics.add(tp.topic)
+    _with_broker(app, monkeypatch, {tp: 174})
+    consumer._read_offset[tp] = 1135
+    consumer.flow_active = True
+    handed: list[int] = []
+
+    async def callback(message: Any) -> None:
+        handed.append(message.offset)
+        if message.offset == 1137:
+            await consumer.perform_seek()  # lands while the drainer waits for the channel
+
+    monkeypatch.setattr(consumer, "callback", callback)
+    fetches = [_records(tp, range(1136, 1140)), _records(tp, range(174, 178))]
+    await faustcompat._drain_messages(consumer, _drain_over(consumer, monkeypatch, tp, fetches))
+    assert handed == [1136, 1137, 174, 175, 176, 177], "records after the seek were dropped"
+    assert consumer._read_offset[tp] == 177
+    assert not consumer._gap[tp]
+
+
+async def test_a_seek_while_a_batch_waits_for_room_is_not_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path's batch queue, full when a seek lands: the batch fetched from the old
+    position is not queued, the read offset stays where the seek put it, and the records
+    from there are queued when fetched again."""
+    app = _app(tmp_path)
+    consumer = app.consumer
+    tp = TP("stock-t", 3)
+    app.topics._acking_topics.add(tp.topic)
+    _with_broker(app, monkeypatch, {tp: 174})
+    consumer._read_offset[tp] = 1135
+    consumer.flow_active = True
+    q: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+    q.put_nowait("an earlier batch")
+    monkeypatch.setattr(app, "_batch_queues", {tp.topic: q}, raising=False)
+    queued: list[list[int]] = []
+
+    async def handler() -> None:  # busy until the seek landed
+        await consumer.perform_seek()
+        while True:
+            item = await q.get()
+            if item != "an earlier batch":
+                queued.append([m.offset for m in item[1]])
+
+    fetches = [_records(tp, range(1136, 1140)), _records(tp, range(174, 178))]
+    task = asyncio.create_task(handler())
+    try:
+        await faustcompat._drain_messages(consumer, _drain_over(consumer, monkeypatch, tp, fetches))
+        await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert queued == [[174, 175, 176, 177]], "the records from the seek's position were lost"
+    assert consumer._read_offset[tp] == 177
 
 
 async def test_a_failed_metadata_update_backs_off_before_the_next(tmp_path: Path) -> None:
