@@ -336,9 +336,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
         app.task(push_inventory)
 
+    blocked_commits: set[tuple[str, int]] = set()
+
     async def report_lag() -> None:
         await metrics.update_lag(app.consumer)
-        metrics.set_commits(faustcompat.commit_state(app.consumer))
+        blocked = metrics.set_commits(faustcompat.commit_state(app.consumer))
+        for (topic, partition), reason in blocked.items():
+            if (topic, partition) not in blocked_commits:  # once, as it turns blocked
+                log.warning("commits of %s[%d] are blocked: %s", topic, partition, reason)
+        for topic, partition in blocked_commits - blocked.keys():
+            log.info("commits of %s[%d] move again", topic, partition)
+        blocked_commits.clear()
+        blocked_commits.update(blocked)
 
     timer: Any = app.timer  # untyped decorator in faust
     timer(5.0, on_leader=False)(report_lag)

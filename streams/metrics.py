@@ -9,6 +9,7 @@ shows 0 rather than "no data" before the first occurrence.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, get_args
 
@@ -425,23 +426,27 @@ class Metrics:
             self.consumer_lag.remove(*gone)
         self._lag_series = current
 
-    def set_commits(self, state: Mapping[tuple[str, int], tuple[int | None, list[int]]]) -> None:
+    def set_commits(
+        self, state: Mapping[tuple[str, int], tuple[int | None, list[int]]]
+    ) -> dict[tuple[str, int], str]:
         """From each partition's committed offset (as the worker knows it) and its acked
-        offsets waiting for a commit (`faustcompat.commit_state`)."""
+        offsets waiting for a commit (`faustcompat.commit_state`); returns why each
+        blocked partition is blocked (`commit_blocker`)."""
         current: set[tuple[str, str]] = set()
+        blocked: dict[tuple[str, int], str] = {}
         for (topic, partition), (committed, acked) in state.items():
             labels = (str(topic), str(partition))
-            blocked = bool(acked) and (
-                (committed is not None and min(acked) - committed > 1)
-                or len(set(acked)) < len(acked)
-            )
+            reason = commit_blocker(committed, acked)
+            if reason is not None:
+                blocked[(topic, partition)] = reason
             self.acked_uncommitted.labels(*labels).set(len(acked))
-            self.commit_blocked.labels(*labels).set(1 if blocked else 0)
+            self.commit_blocked.labels(*labels).set(0 if reason is None else 1)
             current.add(labels)
         for gone in self._commit_series - current:
             self.acked_uncommitted.remove(*gone)
             self.commit_blocked.remove(*gone)
         self._commit_series = current
+        return blocked
 
     async def update_lag(self, consumer: LagSource) -> None:
         """Refresh `consumer_lag` from a Faust consumer (`app.consumer`); call from a timer."""
@@ -460,6 +465,25 @@ class Metrics:
             highwaters[key] = int(end)
             positions[key] = await consumer.position(tp)
         self.set_lag(highwaters, positions)
+
+
+def commit_blocker(committed: int | None, acked: list[int]) -> str | None:
+    """Why Faust's commit cannot take a partition's acked offsets (``committed`` is the
+    next offset to read, as the consumer knows it), or None.
+
+    Faust commits the run of consecutive acked offsets that starts at most one past the
+    committed offset (`Consumer._new_offset`): offsets never acked before the run hold
+    it for good, and an offset acked twice ends a run, so each commit moves one offset.
+    """
+    if not acked:
+        return None
+    low = min(acked)
+    if committed is not None and low - committed > 1:
+        return f"offsets {committed}-{low - 1} were never acked ({len(acked)} acked after them)"
+    twice = sorted(offset for offset, n in Tally(acked).items() if n > 1)
+    if twice:
+        return f"{len(twice)} offsets acked twice, the first {twice[0]}"
+    return None
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:

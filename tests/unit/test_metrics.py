@@ -345,7 +345,7 @@ def test_set_commits_flags_acked_offsets_that_cannot_be_committed(
             registry, "invsync_consumer_commit_blocked", {"topic": "s", "partition": str(partition)}
         )
 
-    metrics.set_commits(
+    reasons = metrics.set_commits(
         {
             ("s", 0): (40, [40, 41, 42]),  # follows the commit
             ("s", 1): (40, [62, 63]),  # a hole before them: never committed
@@ -355,6 +355,10 @@ def test_set_commits_flags_acked_offsets_that_cannot_be_committed(
         }
     )
     assert [blocked(p) for p in range(5)] == [0, 1, 1, 0, 0]
+    assert reasons == {
+        ("s", 1): "offsets 40-61 were never acked (2 acked after them)",
+        ("s", 2): "1 offsets acked twice, the first 41",
+    }
     waiting = "invsync_consumer_acked_uncommitted_records"
     assert sample_value(registry, waiting, {"topic": "s", "partition": "2"}) == 4
     metrics.set_commits({("s", 1): (64, [])})  # the others were revoked
