@@ -615,8 +615,12 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
                     if app.consumer_generation_id != generation_id or not self.flow_active:
                         break
                     await self.wait_first(callback(m), suspend_flow.wait())
-                    if read_offset[tp] != r_offset:
-                        break  # sought meanwhile: fetched again from there
+                    if (
+                        read_offset[tp] != r_offset  # sought meanwhile: fetched again from there
+                        or app.consumer_generation_id != generation_id
+                        or not self.flow_active  # a revoke cut it short: not handed on
+                    ):
+                        break
                     read_offset[tp] = r_offset = m.offset
             unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:

@@ -283,6 +283,35 @@ async def test_a_seek_while_a_record_is_handed_on_is_not_undone(
     assert not consumer._gap[tp]
 
 
+@pytest.mark.parametrize("read_before", [None, 170])
+async def test_a_record_whose_hand_on_a_revoke_cut_short_is_not_marked_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_before: int | None
+) -> None:
+    """A revoke stops the flow while the drainer waits to hand a record on: the wait ends
+    without the record, and Faust has already forgotten the partition's read offset.
+    Marking the record read then left a read offset from the old generation, past the
+    committed offset, for the next: its first fetch dropped the records before it."""
+    app = _app(tmp_path)
+    consumer = app.consumer
+    tp = TP("orders-t", 1)
+    app.topics._acking_topics.add(tp.topic)
+    _with_broker(app, monkeypatch, {tp: 174})
+    if read_before is not None:
+        consumer._read_offset[tp] = read_before
+    consumer.flow_active = True
+
+    async def callback(message: Any) -> None:
+        if message.offset == 174:  # the channel is full; the revoke comes meanwhile
+            consumer._read_offset.pop(tp, None)  # Consumer.on_partitions_revoked
+            consumer.stop_flow()
+            await asyncio.sleep(3600)
+
+    monkeypatch.setattr(consumer, "callback", callback)
+    fetches = [_records(tp, range(174, 180))]
+    await faustcompat._drain_messages(consumer, _drain_over(consumer, monkeypatch, tp, fetches))
+    assert consumer._read_offset.get(tp) is None, "a record not handed on was marked read"
+
+
 async def test_a_seek_while_a_batch_waits_for_room_is_not_undone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
