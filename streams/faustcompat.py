@@ -588,7 +588,7 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
                 if r_offset is not None and r_offset != before.get(tp) and first > r_offset:
                     # Fetched before a seek moved the partition back to r_offset (and set
                     # its read offset): not a gap. Read it again from there.
-                    await _seek_back(self, {tp: [_At(r_offset)]}, to_committed=False)
+                    await _seek_quietly(self, tp, r_offset)
                     continue
                 if r_offset and first - r_offset > 1 and acks_enabled_for(tp.topic):
                     await self._add_gap(tp, r_offset + 1, first)
@@ -635,13 +635,13 @@ async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no c
         unset_flag(CONSUMER_FETCHING)
 
 
-class _At:
-    """Where `_seek_back` moves a partition to (it reads a record's ``offset``)."""
-
-    __slots__ = ("offset",)
-
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
+async def _seek_quietly(consumer: Any, tp: Any, offset: int) -> None:
+    """Move ``tp`` to ``offset`` (its read offset with it); a partition revoked meanwhile
+    is left to its next owner's seek."""
+    try:
+        await consumer.seek(tp, offset)
+    except Exception as exc:  # noqa: BLE001 - revoked meanwhile: its owner seeks
+        log.debug("could not seek %s back: %r", tp, exc)
 
 
 async def _seek_back(
@@ -651,10 +651,7 @@ async def _seek_back(
     every partition with a committed offset to it (which is never after that record)."""
     for tp, recs in records.items():
         if recs:
-            try:
-                await consumer.seek(tp, recs[0].offset)
-            except Exception as exc:  # noqa: BLE001 - revoked meanwhile: its owner seeks
-                log.debug("could not seek %s back: %r", tp, exc)
+            await _seek_quietly(consumer, tp, recs[0].offset)
     if not to_committed:
         return
     try:

@@ -422,9 +422,7 @@ class Metrics:
             labels = (str(topic), str(partition))
             self.consumer_lag.labels(*labels).set(max(0, end - position))
             current.add(labels)
-        for gone in self._lag_series - current:
-            self.consumer_lag.remove(*gone)
-        self._lag_series = current
+        self._lag_series = _prune(self._lag_series, current, self.consumer_lag)
 
     def set_commits(
         self, state: Mapping[tuple[str, int], tuple[int | None, list[int]]]
@@ -442,10 +440,9 @@ class Metrics:
             self.acked_uncommitted.labels(*labels).set(len(acked))
             self.commit_blocked.labels(*labels).set(0 if reason is None else 1)
             current.add(labels)
-        for gone in self._commit_series - current:
-            self.acked_uncommitted.remove(*gone)
-            self.commit_blocked.remove(*gone)
-        self._commit_series = current
+        self._commit_series = _prune(
+            self._commit_series, current, self.acked_uncommitted, self.commit_blocked
+        )
         return blocked
 
     async def update_lag(self, consumer: LagSource) -> None:
@@ -465,6 +462,17 @@ class Metrics:
             highwaters[key] = int(end)
             positions[key] = await consumer.position(tp)
         self.set_lag(highwaters, positions)
+
+
+def _prune(
+    before: set[tuple[str, str]], current: set[tuple[str, str]], *gauges: Gauge
+) -> set[tuple[str, str]]:
+    """Remove from ``gauges`` the label series held ``before`` but no longer (partitions
+    revoked); returns ``current``, what is held now."""
+    for gone in before - current:
+        for gauge in gauges:
+            gauge.remove(*gone)
+    return current
 
 
 def commit_blocker(committed: int | None, acked: list[int]) -> str | None:

@@ -127,3 +127,11 @@ async def test_a_failed_batch_still_counts_as_input() -> None:
     assert await agent.flush_due() == 0
     clock.now += INPUT_GAP_S
     assert await agent.flush_due() == 1 and not engine.pending
+
+
+def test_the_timer_stands_aside_longer_than_the_per_record_path_gathers_a_batch() -> None:
+    """Between two batches of Faust's per-record path there is up to `BATCH_WITHIN_S` of
+    gathering: were `INPUT_GAP_S` shorter, the timer would queue for the lock there again."""
+    from streams.inventory import BATCH_WITHIN_S
+
+    assert INPUT_GAP_S > BATCH_WITHIN_S
