@@ -4,6 +4,7 @@ outputs back, and checking what a contender left behind against a clean fold."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -57,6 +58,36 @@ async def end_offsets(bs: str, topic: str, partitions: int) -> dict[int, int]:
         return {tp.partition: o for tp, o in eo.items()}
     finally:
         await c.stop()
+
+
+async def sample_committed_lag(
+    kafka: Kafka, group: str, topic: str, partitions: int, stop: asyncio.Event, every: float = 0.2
+) -> tuple[int, float]:
+    """Until ``stop``: the largest committed lag of ``group`` on ``topic`` (end offsets minus
+    the group's committed offsets, summed over partitions) and the longest time its
+    committed offsets stood still while behind, sampled every ``every`` s (plus a round
+    trip)."""
+    c = AIOKafkaConsumer(bootstrap_servers=kafka.bs)
+    await c.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    biggest, longest = 0, 0.0
+    last: int | None = None
+    since = time.monotonic()
+    try:
+        while not stop.is_set():
+            ends = sum((await c.end_offsets(tps)).values())
+            done = await kafka.committed(group, topic)
+            now = time.monotonic()
+            lag = max(0, ends - done)
+            biggest = max(biggest, lag)
+            if done != last or lag == 0:
+                last, since = done, now
+            longest = max(longest, now - since)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+    finally:
+        await c.stop()
+    return biggest, longest
 
 
 async def produce(bs: str, topic: str, n: int, k: int) -> float:

@@ -49,15 +49,17 @@ def render(args: argparse.Namespace, run_id: str, rows: list[dict[str, Any]]) ->
     )
     table = (
         "| contender | committed/s | processed/s | CPU s | RSS MB | p50 ms | p99 ms | "
-        "out/in | startup s | load avg before → during | note |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
+        "live committed lag max | live commit stall s | out/in | startup s | "
+        "load avg before → during | note |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
     )
     for r in rows:
         table += (
             f"| ({r['code']}) {r['name']} | {fmt(r.get('eps_commit'))} | "
             f"{fmt(r.get('eps_processed'))} | {fmt(r.get('cpu_s'), '{:.1f}')} | "
             f"{fmt(r.get('rss_mb'), '{:.0f}')} | {fmt(r.get('p50'), '{:.1f}')} | "
-            f"{fmt(r.get('p99'), '{:.1f}')} | {fmt(r.get('out_ratio'), '{:.3f}')} | "
+            f"{fmt(r.get('p99'), '{:.1f}')} | {fmt(r.get('live_lag'))} | "
+            f"{fmt(r.get('live_stall_s'), '{:.1f}')} | {fmt(r.get('out_ratio'), '{:.3f}')} | "
             f"{fmt(r.get('startup_s'), '{:.1f}')} | {r.get('load_before')} → "
             f"{r.get('load_during')} | {r.get('error', '')} {r.get('verify', '')} |\n"
         )

@@ -20,6 +20,11 @@ output topic, and runs as its own process:
   latency     = paced live phase after the backlog: output record timestamp
                 minus the output's ``asOf`` (occurredAt of the newest event it
                 reflects; ``occurredAt`` for the passthrough)
+  live committed lag max / live commit stall s
+              = during the paced phase (until the group committed it all), the
+                largest end-minus-committed offsets of the input topic and the longest
+                time the committed offsets stood still while behind (sampled every
+                0.2 s plus a round trip)
   out/in      = output records / input events during the backlog phase
   peak RSS    = VmHWM of the worker process (+ children) from /proc, whole run
 
@@ -59,6 +64,7 @@ from bench.kafkaio import (
     produce,
     produce_live,
     read_outputs,
+    sample_committed_lag,
     verify_outputs,
     verify_tables,
 )
@@ -228,12 +234,18 @@ async def run_contender(
         res["out_ratio"] = sum(out_backlog.values()) / n
         # --- latency phase: paced live events on the running worker
         if args.latency_seconds > 0 and t_commit_end and proc.poll() is None:
+            stop = asyncio.Event()
+            sampler = asyncio.create_task(
+                sample_committed_lag(kafka, group, src, args.partitions, stop)
+            )
             m = await produce_live(
                 args.bootstrap, src, args.latency_rate, args.latency_seconds, args.keys, n
             )
             t_end = time.time() + 15
             while time.time() < t_end and await kafka.committed(group, src) < n + m:
                 await asyncio.sleep(0.2)
+            stop.set()
+            res["live_lag"], res["live_stall_s"] = await sampler
             await asyncio.sleep(args.settle)  # let debounced outputs come out
             lat = await read_outputs(args.bootstrap, out, args.partitions, out_backlog)
             res["lat_n"] = len(lat)
