@@ -226,19 +226,29 @@ def _drain_over(
     return fetcher
 
 
+def _draining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tp: TP, *, read: int | None
+) -> tuple[Any, Any, _Broker]:
+    """An app whose consumer drains ``tp`` (acks on, committed offset 174, read up to
+    ``read``, the flow running) over the scripted broker: (app, consumer, broker)."""
+    app = _app(tmp_path)
+    consumer = app.consumer
+    app.topics._acking_topics.add(tp.topic)
+    broker = _with_broker(app, monkeypatch, {tp: 174})
+    if read is not None:
+        consumer._read_offset[tp] = read
+    consumer.flow_active = True
+    return app, consumer, broker
+
+
 async def test_records_fetched_before_a_seek_are_not_taken_for_a_gap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fetch under way when a seek put the partition back hands on records far past the
     new read offset. Taken for a gap, everything in between was acked twice or before it
     was processed; instead they are fetched again from where the seek put it."""
-    app = _app(tmp_path)
-    consumer = app.consumer
     tp = TP("commands-t", 2)
-    app.topics._acking_topics.add(tp.topic)
-    broker = _with_broker(app, monkeypatch, {tp: 174})
-    consumer._read_offset[tp] = 1135
-    consumer.flow_active = True
+    _, consumer, broker = _draining(tmp_path, monkeypatch, tp, read=1135)
     handed: list[int] = []
 
     async def callback(message: Any) -> None:
@@ -261,13 +271,8 @@ async def test_a_seek_while_a_record_is_handed_on_is_not_undone(
     record it had handed on. The records from the seek's position up to there were then
     dropped as read, never handed on in this generation, never acked: the orders topic's
     commits stopped for good after a second worker left (make faults, [true-True])."""
-    app = _app(tmp_path)
-    consumer = app.consumer
     tp = TP("orders-t", 1)
-    app.topics._acking_topics.add(tp.topic)
-    _with_broker(app, monkeypatch, {tp: 174})
-    consumer._read_offset[tp] = 1135
-    consumer.flow_active = True
+    _, consumer, _ = _draining(tmp_path, monkeypatch, tp, read=1135)
     handed: list[int] = []
 
     async def callback(message: Any) -> None:
@@ -291,14 +296,8 @@ async def test_a_record_whose_hand_on_a_revoke_cut_short_is_not_marked_read(
     without the record, and Faust has already forgotten the partition's read offset.
     Marking the record read then left a read offset from the old generation, past the
     committed offset, for the next: its first fetch dropped the records before it."""
-    app = _app(tmp_path)
-    consumer = app.consumer
     tp = TP("orders-t", 1)
-    app.topics._acking_topics.add(tp.topic)
-    _with_broker(app, monkeypatch, {tp: 174})
-    if read_before is not None:
-        consumer._read_offset[tp] = read_before
-    consumer.flow_active = True
+    _, consumer, _ = _draining(tmp_path, monkeypatch, tp, read=read_before)
 
     async def callback(message: Any) -> None:
         if message.offset == 174:  # the channel is full; the revoke comes meanwhile
@@ -318,13 +317,8 @@ async def test_a_seek_while_a_batch_waits_for_room_is_not_undone(
     """The fast path's batch queue, full when a seek lands: the batch fetched from the old
     position is not queued, the read offset stays where the seek put it, and the records
     from there are queued when fetched again."""
-    app = _app(tmp_path)
-    consumer = app.consumer
     tp = TP("stock-t", 3)
-    app.topics._acking_topics.add(tp.topic)
-    _with_broker(app, monkeypatch, {tp: 174})
-    consumer._read_offset[tp] = 1135
-    consumer.flow_active = True
+    app, consumer, _ = _draining(tmp_path, monkeypatch, tp, read=1135)
     q: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
     q.put_nowait("an earlier batch")
     monkeypatch.setattr(app, "_batch_queues", {tp.topic: q}, raising=False)
