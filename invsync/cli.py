@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ from invsync.localsecurity import Security
 from models.errors import InvsyncError
 from streams.kafka import security_kwargs
 from streams.settings import SettingsError, load_settings, require_callback_auth
+
+GC_YOUNG_THRESHOLD = 20_000
+"""Allocations between two young collections of the worker's cyclic GC (default 700)."""
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -34,6 +38,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
         mode.loop.use("uvloop")  # the event loop policy: Faust's threads get uvloop too
     asyncio.run(ensure_topics(settings))
+    # Every event allocates a few dozen objects (record, message, event, state, output):
+    # at the default 700 allocations a young collection ran every few events and took
+    # 14% of the rules' time (`make bench-rules`). Every 20,000 costs ~1 ms of pause.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     runtime = create_app(settings)
     worker = Worker(
         runtime.app,

@@ -382,7 +382,9 @@ class InventoryUpdate(WireModel):
         return inventory_key(self.locationCode, self.channelSkuCode)
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.model_dump())
+        # The fields are flat (no nested models): ``__dict__`` is what ``model_dump()``
+        # returns, in field order, at a quarter of the cost (one per publication).
+        return orjson.dumps(self.__dict__)
 
 
 def decode_inventory_update(value: bytes) -> InventoryUpdate:

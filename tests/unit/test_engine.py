@@ -51,6 +51,21 @@ def test_a_location_code_with_a_colon_is_published_with_its_own_location() -> No
     assert pub.update.quantity == 4  # the safety stock of location "W:H", not of "W"
 
 
+def test_one_safety_stock_for_every_key_is_held_back_from_each() -> None:
+    e = InventoryEngine(
+        MemoryStore(),
+        stock_topic=STOCK,
+        safety=SafetyStock(default=3),
+        debounce_s=0.0,
+        max_delay_s=0.0,
+        reservation_ttl_s=3600,
+    )
+    e.assigned({0})
+    e.recovered(0.0)
+    e.apply([Input(STOCK, 0, 0, event(1, 5)), Input(STOCK, 0, 1, event(2, 2, loc="W:H"))], 0.0)
+    assert {p.key: p.update.quantity for p in e.due(1.0, T0)} == {"WH1:SKU-1": 2, "W:H:SKU-1": 0}
+
+
 def test_an_event_on_another_partition_than_kafkas_default_is_refused() -> None:
     e = engine()
     out = e.apply([Input(STOCK, 1, 0, event(1, 5))], 0.0)

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from models.events import (
@@ -350,6 +352,33 @@ def test_inventory_update_encodes_camel_case_with_offsets() -> None:
     }
     assert decode_inventory_update(update.encode()) == update
     assert update.key == "WH1:SKU-1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    code=st.text(min_size=1, max_size=20),
+    quantity=st.integers(0, 2**62),
+    on_hand=st.integers(-(2**62), 2**62),
+    version=st.integers(0, 2**63),
+    at=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3, minutes=-30))])),
+)
+def test_inventory_update_encodes_as_its_model_dump(
+    code: str, quantity: int, on_hand: int, version: int, at: datetime
+) -> None:
+    """`encode` dumps the fields directly: byte for byte what ``model_dump()`` gives."""
+    update = InventoryUpdate(
+        locationCode=code,
+        channelSkuCode=code[::-1],
+        quantity=quantity,
+        onHand=on_hand,
+        reserved=quantity // 2,
+        version=version,
+        asOf=at,
+        publishedAt=at,
+    )
+    assert update.encode() == orjson.dumps(update.model_dump())
+    decoded = decode_inventory_update(update.encode())
+    assert decoded.encode() == update.encode()
 
 
 def test_dead_letter_keeps_undecodable_bytes_readable() -> None:
