@@ -91,7 +91,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
         "broker_commit_every": 10_000,
-        "broker_commit_interval": 1.0,
+        "broker_commit_interval": settings.commit_interval_ms / 1000,
         "broker_max_poll_records": 2000,
         "stream_buffer_maxsize": 16_384,
         "table_cleanup_interval": 3600.0,

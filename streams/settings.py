@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024)
     topic_replication: int = Field(1, ge=1, le=16)
     fast_path: bool = True
+    # How often the consumer commits offsets while input flows (and every 10,000 acks);
+    # the fast path also commits within `CATCH_UP_COMMIT_S` of catching up.
+    commit_interval_ms: int = Field(1000, ge=10, le=600_000)
     # Also publish each SKU's ATP over all its locations (streams/consolidation.py).
     consolidated: bool = False
     # Where the inventory table keeps its states: `rocksdb` (under data_dir, reopened at a

@@ -20,7 +20,7 @@ from tests.integration.inventory_support import (
     stock,
     versions_increase,
 )
-from tests.integration.support import WorkerProcess, isolated_env, produce
+from tests.integration.support import WorkerProcess, committed_offsets, isolated_env, produce
 
 pytestmark = pytest.mark.integration
 
@@ -212,6 +212,37 @@ async def test_stock_out_is_published_within_a_second_despite_a_long_debounce(
         quantities = [orjson.loads(r.value)["quantity"] for r in out]
         assert quantities == [3, 0], quantities  # the +1 never went out on its own
         assert elapsed < 1.0, f"stock-out took {elapsed:.2f}s"
+    finally:
+        worker.stop()
+
+
+async def test_offsets_are_committed_soon_after_catching_up_not_at_the_interval(
+    kafka_bootstrap: str, tmp_path: Path, inventory_path: str
+) -> None:
+    """A burst smaller than the 10,000 acks that trigger a commit, with the interval
+    commit ten minutes away: the fast path commits once its queue runs empty."""
+    if inventory_path != "fast-path":
+        pytest.skip("the catch-up commit is the fast path's (Faust's path: the interval)")
+    env = isolated_env(
+        kafka_bootstrap,
+        tmp_path / "data",
+        INVSYNC_DEBOUNCE_MS="0",
+        INVSYNC_COMMIT_INTERVAL_MS="600000",
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.start(ready=True)
+    topic = env["INVSYNC_TOPIC_STOCK_EVENTS"]
+    try:
+        events = [stock(f"c{i}", f"WH1:C{i % 7}", 5, kind="SNAPSHOT") for i in range(40)]
+        await produce(kafka_bootstrap, topic, events)
+        deadline = time.monotonic() + 30
+        committed: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            committed = await committed_offsets(kafka_bootstrap, env["INVSYNC_APP_ID"], topic)
+            if sum(committed.values()) == len(events):
+                break
+            await asyncio.sleep(0.2)
+        assert sum(committed.values()) == len(events), (committed, worker.log_tail())
     finally:
         worker.stop()
 

@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from invsync import localkafka
 from invsync.mocks.increff import Applied, MockIncreff
 from tests.integration.inventory_support import customer_cancelled, order_created, read_all
-from tests.integration.support import WorkerProcess, isolated_env, produce
+from tests.integration.support import WorkerProcess, committed_offsets, isolated_env, produce
 
 pytestmark = pytest.mark.integration
 
@@ -165,16 +164,6 @@ async def test_past_the_retry_limit_an_order_is_dead_lettered_with_the_reason(
     assert letter["key"] == "ORD-DL" and letter["offset"] == 0
     assert "INVSYNC_ORDER_RETRY_LIMIT_S" in letter["error"] and "busy" in letter["error"]
     assert orjson.loads(letter["value"])["eventId"] == "d1"
-
-
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 
 @contextlib.asynccontextmanager
