@@ -22,7 +22,7 @@ from streams import faustcompat
 from streams.consolidation import ConsolidationAgent, install_consolidation
 from streams.deadletters import DeadLetters, Send
 from streams.inventory import InventoryAgent, install_inventory
-from streams.kafka import faust_credentials
+from streams.kafka import Murmur2Partitioner, faust_credentials
 from streams.lookup import install_lookup
 from streams.metrics import Metrics
 from streams.openapi import install_openapi
@@ -87,6 +87,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         # A batch's changelog writes and outputs go out in few produce batches (16 KB
         # by default: dozens per partition per batch at the backlog's rate).
         "producer_max_batch_size": 256 * 1024,
+        "producer_partitioner": Murmur2Partitioner(),
         # A killed worker's partitions move after 10 s, not Faust's default 60 s.
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
