@@ -165,7 +165,11 @@ class StateTable:
         self.app = app
         self.table = table
         self.changelog = table.changelog_topic.get_topic_name()
-        self._dumps = codecs.get_codec(value_codec).dumps
+        # Packed: `KeyState.to_bytes` itself (Faust's codec wrapper cost more than the
+        # encoding of a small state, once per state written).
+        self._dumps: Callable[[Any], bytes] = (
+            KeyState.to_bytes if self.packed else codecs.get_codec(value_codec).dumps
+        )
         self.partitions = partitions
         # One key -> partition map: the memory store's (recovered keys) also gets ours.
         self._partition_of: MutableMapping[str, int] = key_partitions(table)
