@@ -8,7 +8,7 @@ KAFKA_DATA ?= .invsync/kafka
 PYTEST_ARGS ?=
 LINT_PATHS := models connectors streams invsync tests dashboards docs/examples $(wildcard bench)
 
-.PHONY: run worker test faults unit lint format docs bench bench-scale bench-lookup kafka-start kafka-stop dashboards clean
+.PHONY: run worker test faults unit lint format docs bench bench-rules bench-scale bench-lookup kafka-start kafka-stop dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,12 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## bench-rules: the inventory rules alone, in-process (no broker): CPU per event of each stage
+## Options: make bench-rules RULES_ARGS="--events 400000 --batch 2000 --gc 700"
+RULES_ARGS ?=
+bench-rules: $(STAMP)
+	$(BIN)/python -m bench.rules $(RULES_ARGS)
 
 ## bench-scale: N keys (one SNAPSHOT each) in one worker: apply time, RSS, SIGKILL -> publishing
 ## Options: make bench-scale SCALE_ARGS="--keys 1000000 --bootstrap 127.0.0.1:19092"
