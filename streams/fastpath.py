@@ -75,13 +75,69 @@ def merge_batches(
     return out
 
 
-async def _commit(consumer: Any) -> None:
-    """Faust's commit (one at a time; revoked partitions left out), logged if it fails:
-    the consumer's interval commit tries again."""
+class CatchUpCommit:
+    """Commits what the batch loop acked once its queue runs empty, at most once per
+    `CATCH_UP_COMMIT_S`, beside the loop: one commit at a time runs as its own task, so
+    a slow commit (a slow or restarting broker) never holds up the next batch."""
+
+    def __init__(
+        self,
+        commit: Callable[[], Awaitable[object]],
+        may_commit: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``may_commit()`` False (the flow suspended: a rebalance or the worker stopping)
+        holds commits back: Faust commits then itself, and after its consumer thread
+        stopped a commit would wait for it for ever (the worker could not exit)."""
+        self._commit = commit
+        self._may_commit = may_commit
+        self._clock = clock
+        self.owed = False
+        """Acked since the last commit started."""
+        self._last = float("-inf")
+        self.running: asyncio.Future[None] | None = None
+
+    def acked(self) -> None:
+        self.owed = True
+
+    def wait_s(self) -> float | None:
+        """How long to wait for the next batch before committing (None: no commit owed,
+        wait as long as it takes)."""
+        if not self.owed:
+            return None
+        return max(0.0, self._last + CATCH_UP_COMMIT_S - self._clock())
+
+    def start(self) -> None:
+        """The queue stayed empty: start a commit, unless one still runs or commits are
+        held back (then look again after `CATCH_UP_COMMIT_S`; acks since a running commit
+        started are owed to the next)."""
+        self._last = self._clock()
+        if self.running is not None and not self.running.done():
+            return
+        if not self._may_commit():
+            return  # still owed: looked at again after `CATCH_UP_COMMIT_S`
+        self.owed = False
+        self.running = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self._commit()
+        except Exception as exc:  # noqa: BLE001 - the interval commit tries again
+            log.warning("committing offsets after catching up failed: %s", exc)
+
+    def stop(self) -> None:
+        if self.running is not None and not self.running.done():
+            self.running.cancel()
+
+
+async def _get_within(q: Any, seconds: float) -> Any:
+    """The queue's next item, or None if none comes within ``seconds``."""
+    if seconds <= 0:
+        return None
     try:
-        await consumer.commit()
-    except Exception as exc:  # noqa: BLE001 - the batch loop must go on
-        log.warning("committing offsets after catching up failed: %s", exc)
+        return await asyncio.wait_for(q.get(), seconds)
+    except TimeoutError:
+        return None
 
 
 def install(
@@ -141,46 +197,47 @@ def install(
         unacked = consumer._unacked_messages
         create_event = app.create_event
         flow = app.flow_control
-        owed = False  # acked since the last catch-up commit
-        last_commit = float("-inf")
-        while not app.should_stop:
-            # Take everything already queued, not one fetch's partition at a time: when
-            # the handler falls behind, its next call gets all that piled up (fewer,
-            # larger calls, so its per-call waits do not add up into a growing queue).
-            if owed and q.empty():
-                wait = last_commit + CATCH_UP_COMMIT_S - time.monotonic()
-                try:
-                    first = await asyncio.wait_for(q.get(), wait) if wait > 0 else None
-                except TimeoutError:
-                    first = None
-                if first is None:  # caught up: commit what was acked
-                    owed = False
-                    last_commit = time.monotonic()
-                    await _commit(consumer)
-                    continue
-            else:
-                first = await q.get()
-            queued: list[tuple[TP, list[Message]]] = [first]
-            while not q.empty():
-                queued.append(q.get_nowait())
-            for tp, msgs in merge_batches(queued, combine=combine):
-                if msgs[0].generation_id != app.consumer_generation_id or not flow.is_active():
-                    continue  # stale batch from before a rebalance: never tracked, never acked
-                for m in msgs:
-                    m.tracked = True
-                    unacked.add(m)
-                last = msgs[-1]
-                event = create_event(last.key, last.value, last.headers, last)
-                token = current_event.set(weakref.ref(event))
-                try:
-                    await handler(tp, msgs)
-                except Exception as exc:
-                    fatal(exc)
-                    raise
-                finally:
-                    current_event.reset(token)
-                ack_batch(consumer, msgs)
-                owed = True
+        catch_up = CatchUpCommit(
+            consumer.commit,
+            lambda: flow.is_active() and not app.should_stop and not consumer.should_stop,
+        )
+        try:
+            while not app.should_stop:
+                # Take everything already queued, not one fetch's partition at a time:
+                # when the handler falls behind, its next call gets all that piled up
+                # (fewer, larger calls, so its per-call waits do not add up).
+                wait = catch_up.wait_s() if q.empty() else None
+                if wait is None:
+                    first = await q.get()
+                else:
+                    first = await _get_within(q, wait)
+                    if first is None:  # caught up: commit what was acked
+                        catch_up.start()
+                        continue
+                queued: list[tuple[TP, list[Message]]] = [first]
+                while not q.empty():
+                    queued.append(q.get_nowait())
+                for tp, msgs in merge_batches(queued, combine=combine):
+                    generation = msgs[0].generation_id
+                    if generation != app.consumer_generation_id or not flow.is_active():
+                        continue  # stale: from before a rebalance, never tracked or acked
+                    for m in msgs:
+                        m.tracked = True
+                        unacked.add(m)
+                    last = msgs[-1]
+                    event = create_event(last.key, last.value, last.headers, last)
+                    token = current_event.set(weakref.ref(event))
+                    try:
+                        await handler(tp, msgs)
+                    except Exception as exc:
+                        fatal(exc)
+                        raise
+                    finally:
+                        current_event.reset(token)
+                    ack_batch(consumer, msgs)
+                    catch_up.acked()
+        finally:
+            catch_up.stop()
 
     app.task(_batch_loop)
 
