@@ -119,20 +119,29 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
     # -- input -----------------------------------------------------------------------
 
     def apply(self, batch: Sequence[Input], now: float) -> Applied:
-        """Apply decoded inputs in order; ``now`` is the coalescer's monotonic time."""
+        """Apply decoded inputs in order; ``now`` is the coalescer's monotonic time.
+
+        Each changed key is marked once, after the batch (every mark of a batch has the
+        same ``now``): per event only its source time and whether its ATP was 0 after it
+        are kept, which is all the coalescer's marks of each event would have kept."""
         out = Applied()
         touched: dict[str, int] = {}
+        first_at: dict[str, float] = {}
+        zeroed: set[str] = set()
+        flat = self._flat_safety
         for inp in batch:
-            key = inp.item.key
+            item = inp.item
+            key = item.key
             state = self.store.get(key)
-            misplaced = self.misplaced(key, state is not None, inp.partition)
-            if misplaced is not None:
-                out.rejected.append(Rejection(inp, misplaced))
-                continue
+            if touched.get(key) != inp.partition:  # else applied on this partition already
+                misplaced = self.misplaced(key, state is not None, inp.partition)
+                if misplaced is not None:
+                    out.rejected.append(Rejection(inp, misplaced))
+                    continue
             fresh = state is None
             if state is None:
-                state = KeyState(location=inp.item.locationCode)
-            at = inp.item.occurredAt.timestamp()
+                state = KeyState(location=item.locationCode)
+            at = item.occurredAt.timestamp()
             try:
                 outcome, kind = self._apply_one(state, inp, at)
             except ValueError as exc:  # the rules refuse it; the state is unchanged
@@ -142,16 +151,21 @@ class InventoryEngine(publishing.Publisher[KeyState, InventoryUpdate]):
                 out.duplicates[kind] += 1
                 continue
             if kind == "stock":
-                out.stock[inp.item.type] += 1
+                out.stock[item.type] += 1
             else:
-                out.commands[inp.item.type] += 1
+                out.commands[item.type] += 1
             if fresh:
                 self.store.hold(key, state, inp.partition)
             touched[key] = inp.partition
-            self._note(key, at, state, now)
+            oldest = first_at.get(key)
+            if oldest is None or at < oldest:
+                first_at[key] = at
+            if atp(state, flat if flat is not None else self._safety_for(key, state)) == 0:
+                zeroed.add(key)
         for key, partition in touched.items():
             state = self.store.get(key)
             if state is not None:
+                self._note(key, first_at[key], state, now, reached_zero=key in zeroed)
                 flags = self._flags(key, state)
                 out.writes.append(publishing.StateWrite(key, partition, state, flags))
         return out

@@ -332,21 +332,30 @@ class Publisher(Generic[S, U]):
             return wrong_partition(partition, home)
         return None
 
-    def _note(self, key: str, since: float | None, state: S, now: float) -> None:
-        """A change applied to ``key``: keep its oldest source time and mark it."""
+    def _note(
+        self, key: str, since: float | None, state: S, now: float, *, reached_zero: bool = False
+    ) -> None:
+        """A change applied to ``key``: keep its oldest source time and mark it.
+
+        ``reached_zero``: the changes noted at once (a batch's, all at ``now``) took the
+        key's figure to 0 on the way, which marks it as a drop to 0 would, whatever the
+        figure is now."""
         if since is not None:
             held = self._since.get(key)
             if held is None or since < held:
                 self._since[key] = since
-        self._mark(key, state, now)
+        self._mark(key, state, now, 0 if reached_zero else None)
 
     def _flags(self, key: str, state: S) -> int:
         """`StateWrite.flags` of a state (a subclass may add its own)."""
         return PENDING if self._differs(key, state) else 0
 
-    def _mark(self, key: str, state: S, now: float) -> None:
+    def _mark(self, key: str, state: S, now: float, quantity: int | None = None) -> None:
+        """Mark ``key`` changed; ``quantity``: the figure to judge a drop to 0 by, if not
+        the state's now."""
         self._marked.setdefault(key, now)
-        self.coalescer.mark(key, now, self._quantity(key, state), self._last_quantity(state))
+        figure = self._quantity(key, state) if quantity is None else quantity
+        self.coalescer.mark(key, now, figure, self._last_quantity(state))
 
 
 def wrong_partition(found: int, home: int) -> DecodeError:

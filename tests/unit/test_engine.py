@@ -66,6 +66,32 @@ def test_one_safety_stock_for_every_key_is_held_back_from_each() -> None:
     assert {p.key: p.update.quantity for p in e.due(1.0, T0)} == {"WH1:SKU-1": 2, "W:H:SKU-1": 0}
 
 
+def test_a_drop_to_0_inside_a_batch_publishes_at_once_though_the_batch_ends_above() -> None:
+    """The batch's changes are marked once, after it: a key that was out of stock after
+    one of them is still due at once, as when each event was marked on its own."""
+    e = InventoryEngine(
+        MemoryStore(),
+        stock_topic=STOCK,
+        safety=SafetyStock(),
+        debounce_s=10.0,
+        max_delay_s=30.0,
+        reservation_ttl_s=3600,
+    )
+    e.assigned({0})
+    e.recovered(0.0)
+    e.apply([Input(STOCK, 0, 0, event(1, 5)), Input(STOCK, 0, 1, event(2, 4, sku="B"))], 0.0)
+    first = e.due(0.0, T0, everything=True)
+    assert {(p.key, p.update.quantity) for p in first} == {("WH1:SKU-1", 5), ("WH1:B", 4)}
+    e.published(first)
+    batch = [
+        Input(STOCK, 0, 2, event(3, -5)),  # SKU-1: 0
+        Input(STOCK, 0, 3, event(4, 2)),  # SKU-1: back to 2 within the batch
+        Input(STOCK, 0, 4, event(5, -1, sku="B")),  # B: 4 -> 3, never 0
+    ]
+    e.apply(batch, 1.0)
+    assert [(p.key, p.update.quantity) for p in e.due(1.0, T0)] == [("WH1:SKU-1", 2)]
+
+
 def test_an_event_on_another_partition_than_kafkas_default_is_refused() -> None:
     e = engine()
     out = e.apply([Input(STOCK, 1, 0, event(1, 5))], 0.0)
