@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     shipment_retention_s: float = Field(2_592_000.0, gt=0)
     callback_result_retention_s: float = Field(604_800.0, gt=0)
 
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "0.0.0.0"  # noqa: S104 - Increff must reach the callbacks
     # How the other workers of the group reach this one (the lookup gathers from them);
     # unset: http://{INVSYNC_WEB_HOST, or this host's name when that binds every

@@ -53,6 +53,9 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("INVSYNC_DEBOUNCE_MS", "soon", "INVSYNC_DEBOUNCE_MS"),
         ("INVSYNC_WEB_PORT", "70000", "INVSYNC_WEB_PORT"),
+        # Faust's web server refuses port 0 (no ephemeral port) with a traceback.
+        ("INVSYNC_WEB_PORT", "0", "INVSYNC_WEB_PORT"),
+        ("INVSYNC_COMMIT_INTERVAL_MS", "0", "INVSYNC_COMMIT_INTERVAL_MS"),
         ("INVSYNC_CALLBACK_HEADERS", "not json", "INVSYNC_CALLBACK_HEADERS"),
         ("INVSYNC_TOPIC_INVENTORY", "bad topic!", "INVSYNC_TOPIC_INVENTORY"),
         ("INVSYNC_MAX_DELAY_MS", "10", "INVSYNC_MAX_DELAY_MS"),
