@@ -138,8 +138,11 @@ async def read_outputs(
     partitions: int,
     since_offsets: dict[int, int],
     until_offsets: dict[int, int] | None = None,
+    not_before: float | None = None,
 ) -> list[float]:
-    """Latencies (ms) of output records after since_offsets."""
+    """Latencies (ms) of output records after since_offsets; with ``not_before`` (epoch
+    s) only of those reflecting an event from then on (a debounced output of the backlog,
+    published after it was committed, is not a live latency)."""
     c = AIOKafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False)
     await c.start()
     lat: list[float] = []
@@ -158,7 +161,7 @@ async def read_outputs(
                 for r in recs:
                     v = orjson.loads(r.value)
                     asof = v.get("asOf") or v.get("occurredAt")
-                    if asof:
+                    if asof and (not_before is None or parse_ts(asof) >= not_before):
                         # Quix Streams' `to_topic` keeps the input record's timestamp:
                         # an output then shows when it was made only in `publishedAt`
                         shown = r.timestamp

@@ -19,7 +19,8 @@ output topic, and runs as its own process:
                 and the committed end of the backlog
   latency     = paced live phase after the backlog: output record timestamp
                 minus the output's ``asOf`` (occurredAt of the newest event it
-                reflects; ``occurredAt`` for the passthrough)
+                reflects; ``occurredAt`` for the passthrough), of the outputs that
+                reflect a live event (not a debounced backlog key published late)
   live committed lag max / live commit stall s
               = during the paced phase (until the group committed it all), the
                 largest end-minus-committed offsets of the input topic and the longest
@@ -238,6 +239,7 @@ async def run_contender(
             sampler = asyncio.create_task(
                 sample_committed_lag(kafka, group, src, args.partitions, stop)
             )
+            live_from = time.time()
             m = await produce_live(
                 args.bootstrap, src, args.latency_rate, args.latency_seconds, args.keys, n
             )
@@ -247,7 +249,9 @@ async def run_contender(
             stop.set()
             res["live_lag"], res["live_stall_s"] = await sampler
             await asyncio.sleep(args.settle)  # let debounced outputs come out
-            lat = await read_outputs(args.bootstrap, out, args.partitions, out_backlog)
+            lat = await read_outputs(
+                args.bootstrap, out, args.partitions, out_backlog, not_before=live_from
+            )
             res["lat_n"] = len(lat)
             res["p50"], res["p99"] = pct(lat, 0.5), pct(lat, 0.99)
         res["rss_mb"] = vm_hwm_kb(proc.pid) / 1024
