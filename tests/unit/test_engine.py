@@ -27,13 +27,21 @@ def event(
     )
 
 
-def engine(store: MemoryStore | None = None, **kw: object) -> InventoryEngine:
+def engine(
+    store: MemoryStore | None = None,
+    *,
+    safety: SafetyStock | None = None,
+    debounce_s: float = 0.0,
+    max_delay_s: float = 0.0,
+    **kw: object,
+) -> InventoryEngine:
+    """An engine on partitions 0 and 1, restored (safety stock: 1 at location "W:H")."""
     e = InventoryEngine(
         store or MemoryStore(),
         stock_topic=STOCK,
-        safety=SafetyStock(per_location={"W:H": 1}),
-        debounce_s=0.0,
-        max_delay_s=0.0,
+        safety=safety or SafetyStock(per_location={"W:H": 1}),
+        debounce_s=debounce_s,
+        max_delay_s=max_delay_s,
         reservation_ttl_s=3600,
         partition_for=lambda key: 0,
         **kw,  # type: ignore[arg-type]
@@ -52,16 +60,7 @@ def test_a_location_code_with_a_colon_is_published_with_its_own_location() -> No
 
 
 def test_one_safety_stock_for_every_key_is_held_back_from_each() -> None:
-    e = InventoryEngine(
-        MemoryStore(),
-        stock_topic=STOCK,
-        safety=SafetyStock(default=3),
-        debounce_s=0.0,
-        max_delay_s=0.0,
-        reservation_ttl_s=3600,
-    )
-    e.assigned({0})
-    e.recovered(0.0)
+    e = engine(safety=SafetyStock(default=3))
     e.apply([Input(STOCK, 0, 0, event(1, 5)), Input(STOCK, 0, 1, event(2, 2, loc="W:H"))], 0.0)
     assert {p.key: p.update.quantity for p in e.due(1.0, T0)} == {"WH1:SKU-1": 2, "W:H:SKU-1": 0}
 
@@ -69,16 +68,7 @@ def test_one_safety_stock_for_every_key_is_held_back_from_each() -> None:
 def test_a_drop_to_0_inside_a_batch_publishes_at_once_though_the_batch_ends_above() -> None:
     """The batch's changes are marked once, after it: a key that was out of stock after
     one of them is still due at once, as when each event was marked on its own."""
-    e = InventoryEngine(
-        MemoryStore(),
-        stock_topic=STOCK,
-        safety=SafetyStock(),
-        debounce_s=10.0,
-        max_delay_s=30.0,
-        reservation_ttl_s=3600,
-    )
-    e.assigned({0})
-    e.recovered(0.0)
+    e = engine(safety=SafetyStock(), debounce_s=10.0, max_delay_s=30.0)
     e.apply([Input(STOCK, 0, 0, event(1, 5)), Input(STOCK, 0, 1, event(2, 4, sku="B"))], 0.0)
     first = e.due(0.0, T0, everything=True)
     assert {(p.key, p.update.quantity) for p in first} == {("WH1:SKU-1", 5), ("WH1:B", 4)}
@@ -191,16 +181,7 @@ def test_an_absorbed_reservation_expires_silently_but_its_closing_is_written() -
 
 
 def test_a_publication_says_when_its_key_was_first_marked() -> None:
-    e = InventoryEngine(
-        MemoryStore(),
-        stock_topic=STOCK,
-        safety=SafetyStock(),
-        debounce_s=0.5,
-        max_delay_s=5.0,
-        reservation_ttl_s=3600,
-    )
-    e.assigned({0})
-    e.recovered(0.0)
+    e = engine(safety=SafetyStock(), debounce_s=0.5, max_delay_s=5.0)
     e.apply([Input(STOCK, 0, 0, event(1, 5))], 10.0)
     e.apply([Input(STOCK, 0, 1, event(2, 1))], 10.4)  # still quiet < 0.5 s: one window
     assert e.due(10.6, T0) == []
